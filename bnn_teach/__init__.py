@@ -1,0 +1,9 @@
+"""bnn_teach: Bayesian deep learning, taught.
+
+``import bnn_teach as bt``, then ``bt.nn``, ``bt.kl``, ``bt.priors``, ``bt.objectives``, ``bt.data``,
+``bt.train``, ``bt.sparsity``, ``bt.models``, ``bt.sgmcmc``, ``bt.predict``, ``bt.uncertainty``,
+``bt.metrics``, ``bt.utils``. Each module's docstring names the lecture that explains it.
+"""
+from bnn_teach import data, kl, nn, objectives, priors, train, utils  # noqa: F401
+
+__version__ = "0.1.0"

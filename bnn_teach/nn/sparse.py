@@ -1,0 +1,159 @@
+"""Sparse Variational Dropout (Molchanov et al. 2017), ARD, and group (neuron-level) SparseVD.
+
+Posterior :math:`q(w) = \\mathcal N(\\theta, \\sigma^2)` per weight, parametrised by the mean
+``weight`` (:math:`\\theta`) and ``log_sigma2``; :math:`\\log\\alpha = \\log\\sigma^2 - \\log\\theta^2`,
+clamped to ``LOG_ALPHA_RANGE = (-8, 8)`` (the paper's code). Lecture 4 derives them.
+
+- ``train()``: local reparametrization, :math:`B = A\\theta + b + \\sqrt{A^2 (\\alpha\\theta^2) + 10^{-8}} \\odot \\varepsilon`
+  (the bias is deterministic and stays out of the variance).
+- ``eval()``: the posterior mean with pruned weights (:math:`\\log\\alpha \\ge` ``threshold``, default 3) set to 0.
+- ``sampling()`` in eval: LRT sampling of the pruned posterior.
+
+KL: :func:`bnn_teach.kl.sparsevd` (log-uniform prior) for ``*SVDO``, :func:`bnn_teach.kl.ard` for ``*ARD``.
+"""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bnn_teach import kl as _kl
+from bnn_teach.nn._ops import Conv2dOp, LinearOp, check_threshold, init_mean_
+from bnn_teach.nn.base import BayesianModule
+
+__all__ = ["LinearSVDO", "Conv2dSVDO", "LinearARD", "Conv2dARD", "LinearGroupSVDO", "LOG_ALPHA_RANGE"]
+
+LOG_ALPHA_RANGE = (-8.0, 8.0)
+LRT_EPS = 1e-8
+_THETA_EPS = 1e-8
+
+
+def _log_alpha(theta, log_sigma2):
+    return torch.clamp(log_sigma2 - torch.log(theta * theta + _THETA_EPS), *LOG_ALPHA_RANGE)
+
+
+class _SparseVD(BayesianModule):
+    kl_fn = staticmethod(_kl.sparsevd)
+
+    def _setup_posterior(self, bias, threshold, init_log_sigma2):
+        self.threshold = check_threshold(threshold)
+        self.weight = nn.Parameter(torch.empty(self.weight_shape))
+        self.log_sigma2 = nn.Parameter(torch.full(self.weight_shape, float(init_log_sigma2)))
+        self.bias = nn.Parameter(torch.empty(self.weight_shape[0])) if bias else None
+        if not bias:
+            self.register_parameter("bias", None)
+        init_mean_(self.weight.data, None if self.bias is None else self.bias.data, self.fan_in)
+
+    @property
+    def log_alpha(self) -> torch.Tensor:
+        """:math:`\\log\\alpha = \\log\\sigma^2 - \\log\\theta^2`, clamped to ``LOG_ALPHA_RANGE``; shape of ``weight``."""
+        return _log_alpha(self.weight, self.log_sigma2)
+
+    def _weight_keep(self) -> torch.Tensor:
+        return self.log_alpha < self.threshold
+
+    def pruning_mask(self) -> torch.Tensor:
+        """Boolean mask of the weights kept in eval mode: ``log_alpha < threshold``."""
+        return self._weight_keep()
+
+    def _mean_and_var_weights(self, pruned):
+        log_alpha = self.log_alpha
+        weight = self.weight
+        if pruned:
+            weight = weight * self._weight_keep().to(weight.dtype)
+        return weight, torch.exp(log_alpha) * weight * weight
+
+    def _input(self, x):
+        """Hook for group noise on the input (identity here)."""
+        return x
+
+    def forward(self, x):
+        self._check_input(x)
+        x = self._input(x)
+        if not self.sampling_active:
+            return self._op(x, self.weight * self._weight_keep().to(self.weight.dtype), self.bias)
+        weight, var_weight = self._mean_and_var_weights(pruned=not self.training)
+        mean = self._op(x, weight, self.bias)
+        var = self._op(x * x, var_weight, None)
+        return mean + torch.sqrt(var + LRT_EPS) * torch.randn_like(mean)
+
+    def kl(self):
+        """Sum of the elementwise KL over the weights (≥ 0; → 0 as every alpha → ∞)."""
+        return self.kl_fn(self.log_alpha).sum()
+
+    def extra_repr(self):
+        return f"{self._op_repr()}, bias={self.bias is not None}, threshold={self.threshold}"
+
+
+class LinearSVDO(LinearOp, _SparseVD):
+    """SparseVD linear layer. Input ``(..., in_features)`` → ``(..., out_features)``.
+
+    ``init_log_sigma2=-10`` as in the paper's code; ``threshold=3.0`` prunes weights with alpha > ~20.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, threshold=3.0, init_log_sigma2=-10.0):
+        super().__init__()
+        self._setup_op(in_features, out_features)
+        self._setup_posterior(bias, threshold, init_log_sigma2)
+
+
+class Conv2dSVDO(Conv2dOp, _SparseVD):
+    """SparseVD 2-D convolution. Input ``(N, in_channels, H, W)`` → ``(N, out_channels, H', W')``."""
+
+    def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
+                 bias=True, threshold=3.0, init_log_sigma2=-10.0):
+        super().__init__()
+        self._setup_op(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        self._setup_posterior(bias, threshold, init_log_sigma2)
+
+
+class LinearARD(LinearSVDO):
+    """ARD linear layer: the SparseVD posterior with the optimal per-weight Gaussian prior,
+    KL = ``0.5 * log(1 + 1/alpha)`` (:func:`bnn_teach.kl.ard`)."""
+
+    kl_fn = staticmethod(_kl.ard)
+
+
+class Conv2dARD(Conv2dSVDO):
+    """ARD 2-D convolution (see :class:`LinearARD`)."""
+
+    kl_fn = staticmethod(_kl.ard)
+
+
+class LinearGroupSVDO(LinearSVDO):
+    """Structured SparseVD: multiplicative Gaussian noise per input neuron on top of SparseVD weights.
+
+    :math:`y = W (x \\odot z) + b` with :math:`q(z_i) = \\mathcal N(\\theta^z_i, \\sigma^{z\\,2}_i)` and a
+    log-uniform prior on :math:`z` too; when :math:`\\log\\alpha^z_i \\ge` ``threshold`` the whole input
+    neuron ``i`` is removed (its column of ``W`` counts as pruned).
+
+    Parameters ``z_mu`` and ``z_log_sigma2``, shape ``(in_features,)``; ``z_log_alpha`` property.
+    """
+
+    def __init__(self, in_features, out_features, bias=True, threshold=3.0, init_log_sigma2=-10.0):
+        super().__init__(in_features, out_features, bias, threshold, init_log_sigma2)
+        self.z_mu = nn.Parameter(torch.ones(self.in_features))
+        self.z_log_sigma2 = nn.Parameter(torch.full((self.in_features,), float(init_log_sigma2)))
+
+    @property
+    def z_log_alpha(self) -> torch.Tensor:
+        return _log_alpha(self.z_mu, self.z_log_sigma2)
+
+    def neuron_mask(self) -> torch.Tensor:
+        """Boolean mask of the input neurons kept, shape ``(in_features,)``."""
+        return self.z_log_alpha < self.threshold
+
+    def pruning_mask(self):
+        return super().pruning_mask() & self.neuron_mask().unsqueeze(0)
+
+    def _input(self, x):
+        if not self.sampling_active:
+            return x * (self.z_mu * self.neuron_mask().to(x.dtype))
+        z_mu = self.z_mu
+        if not self.training:
+            z_mu = z_mu * self.neuron_mask().to(z_mu.dtype)
+        z_sigma = torch.sqrt(torch.exp(self.z_log_alpha)) * z_mu.abs()
+        z = z_mu + z_sigma * torch.randn(x.shape, dtype=x.dtype, device=x.device)
+        return x * z
+
+    def kl(self):
+        return _kl.sparsevd(self.log_alpha).sum() + _kl.sparsevd(self.z_log_alpha).sum()

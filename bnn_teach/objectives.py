@@ -1,0 +1,59 @@
+"""The training objective: the negative ELBO per data point, and KL-weight schedules (lecture 1).
+
+One rule everywhere (DESIGN.md): ``loss = nll_mean_over_batch + kl_weight * KL_sum / num_data``,
+i.e. the negative ELBO divided by the number of training points ``num_data`` (not the batch size).
+"""
+from __future__ import annotations
+
+import numbers
+
+import torch
+
+from bnn_teach.utils import check_positive
+
+__all__ = ["elbo_loss", "constant", "linear_warmup"]
+
+
+def elbo_loss(nll: torch.Tensor, kl: torch.Tensor, num_data: int, kl_weight: float = 1.0) -> torch.Tensor:
+    r"""Negative ELBO per training point.
+
+    .. math::
+
+        \mathcal L = \underbrace{-\frac1B \sum_{i \in \text{batch}} \log p(y_i \mid x_i, w)}_{\texttt{nll}}
+                   + \beta\,\frac{\mathrm{KL}(q \,\|\, p)}{N}
+
+    ``nll``: mean over the batch (scalar tensor); ``kl``: summed over all weights (scalar tensor);
+    ``num_data``: N, the size of the training set; ``kl_weight``: β (1 for the true ELBO).
+    """
+    check_positive("num_data", num_data, integer=True)
+    check_positive("kl_weight", kl_weight, allow_zero=True)
+    if not isinstance(nll, torch.Tensor) or nll.dim() != 0:
+        raise ValueError(f"nll must be a scalar tensor (the batch mean), got {getattr(nll, 'shape', nll)!r}")
+    if not isinstance(kl, torch.Tensor) or kl.dim() != 0:
+        raise ValueError(f"kl must be a scalar tensor (summed over weights), got {getattr(kl, 'shape', kl)!r}")
+    return nll + kl_weight * kl / num_data
+
+
+def constant(value: float = 1.0):
+    """A schedule ``epoch -> value``."""
+    check_positive("value", value, allow_zero=True)
+    return lambda epoch: float(value)
+
+
+def linear_warmup(num_epochs: int, start: float = 0.0, end: float = 1.0):
+    """A schedule raising the KL weight linearly from ``start`` (epoch 0) to ``end`` (epoch ``num_epochs``), then flat.
+
+    The SparseVD recipe: ``linear_warmup(50)`` raises it by 0.02 per epoch.
+    """
+    if isinstance(num_epochs, bool) or not isinstance(num_epochs, numbers.Integral) or num_epochs < 0:
+        raise ValueError(f"num_epochs must be a non-negative int, got {num_epochs!r}")
+    check_positive("start", start, allow_zero=True)
+    check_positive("end", end, allow_zero=True)
+
+    def schedule(epoch: float) -> float:
+        if num_epochs == 0:
+            return float(end)
+        frac = min(max(epoch / num_epochs, 0.0), 1.0)
+        return float(start + (end - start) * frac)
+
+    return schedule

@@ -1,0 +1,43 @@
+"""Shared test set-up: offline by default, Agg backend, a fixture for the full MNIST when present."""
+import os
+from pathlib import Path
+
+import matplotlib
+import pytest
+import torch
+
+matplotlib.use("Agg")
+os.environ.setdefault("BNN_TEACH_OFFLINE", "1")
+torch.set_num_threads(min(2, torch.get_num_threads()))
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def full_mnist_root():
+    """The folder holding full MNIST (``$BNN_TEACH_DATA`` or ``../shared/data``), or None."""
+    for candidate in (os.environ.get("BNN_TEACH_DATA"), REPO.parent / "shared" / "data"):
+        if candidate and (Path(candidate) / "MNIST" / "raw" / "train-images-idx3-ubyte.gz").exists():
+            return Path(candidate)
+    return None
+
+
+@pytest.fixture
+def mnist_root():
+    root = full_mnist_root()
+    if root is None:
+        pytest.skip("full MNIST not available (set BNN_TEACH_DATA)")
+    return root
+
+
+@pytest.fixture
+def isolated_data(tmp_path, monkeypatch):
+    """No BNN_TEACH_DATA, an empty private cache, offline."""
+    monkeypatch.delenv("BNN_TEACH_DATA", raising=False)
+    monkeypatch.setenv("BNN_TEACH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BNN_TEACH_OFFLINE", "1")
+    return tmp_path
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
