@@ -4,6 +4,6 @@
 ``bt.train``, ``bt.sparsity``, ``bt.models``, ``bt.sgmcmc``, ``bt.predict``, ``bt.uncertainty``,
 ``bt.metrics``, ``bt.utils``. Each module's docstring names the lecture that explains it.
 """
-from bnn_teach import data, kl, nn, objectives, priors, train, utils  # noqa: F401
+from bnn_teach import data, kl, models, nn, objectives, priors, sparsity, train, utils  # noqa: F401
 
 __version__ = "0.1.0"

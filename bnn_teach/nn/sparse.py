@@ -38,8 +38,9 @@ class _SparseVD(BayesianModule):
         self.threshold = check_threshold(threshold)
         self.weight = nn.Parameter(torch.empty(self.weight_shape))
         self.log_sigma2 = nn.Parameter(torch.full(self.weight_shape, float(init_log_sigma2)))
-        self.bias = nn.Parameter(torch.empty(self.weight_shape[0])) if bias else None
-        if not bias:
+        if bias:
+            self.bias = nn.Parameter(torch.empty(self.weight_shape[0]))
+        else:
             self.register_parameter("bias", None)
         init_mean_(self.weight.data, None if self.bias is None else self.bias.data, self.fan_in)
 

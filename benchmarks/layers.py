@@ -1,0 +1,93 @@
+"""Forward+backward time of each Bayesian layer against nn.Linear / nn.Conv2d, as ratios in one run.
+
+    python benchmarks/layers.py [--threads 2] [--repeats 30]
+
+Linear: 784 → 300, batch 128 (LeNet-300-100's first layer; the input needs no gradient).
+Conv:   20 → 50, 5×5, input 128×20×12×12 (LeNet-5's second convolution; the input needs a gradient).
+Each timing is the median of ``--repeats`` runs of ``--inner`` steps after a warm-up.
+Targets (DESIGN.md): LRT BayesLinear ≤ 2.0× nn.Linear, LRT BayesConv2d ≤ 2.1× nn.Conv2d.
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import bnn_teach as bt
+
+
+class TwoGemms(nn.Module):
+    """The floor for an LRT layer: the mean and the variance product, nothing else."""
+
+    def __init__(self, op, shape):
+        super().__init__()
+        self.op = op
+        self.w1 = nn.Parameter(torch.randn(shape) * 0.01)
+        self.w2 = nn.Parameter(torch.rand(shape) * 1e-4)
+
+    def forward(self, x):
+        return self.op(x, self.w1) + self.op(x * x, self.w2)
+
+
+def time_layer(layer, x, repeats, inner):
+    layer.train()
+
+    def step():
+        out = layer(x)
+        out.sum().backward()
+
+    for _ in range(5):
+        step()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(inner):
+            step()
+        times.append((time.perf_counter() - start) / inner)
+    return statistics.median(times)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=30)
+    parser.add_argument("--inner", type=int, default=10)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+
+    x_lin = torch.rand(128, 784)
+    x_conv = torch.rand(128, 20, 12, 12, requires_grad=True)
+    linear = {
+        "nn.Linear": nn.Linear(784, 300),
+        "two GEMMs (floor)": TwoGemms(F.linear, (300, 784)),
+        "BayesLinear (LRT)": bt.nn.BayesLinear(784, 300),
+        "BayesLinear (weight sampling)": bt.nn.BayesLinear(784, 300, local_reparam=False),
+        "LinearSVDO": bt.nn.LinearSVDO(784, 300),
+        "LinearARD": bt.nn.LinearARD(784, 300),
+        "LinearGroupSVDO": bt.nn.LinearGroupSVDO(784, 300),
+    }
+    conv = {
+        "nn.Conv2d": nn.Conv2d(20, 50, 5),
+        "two convolutions (floor)": TwoGemms(F.conv2d, (50, 20, 5, 5)),
+        "BayesConv2d (LRT)": bt.nn.BayesConv2d(20, 50, 5),
+        "BayesConv2d (weight sampling)": bt.nn.BayesConv2d(20, 50, 5, local_reparam=False),
+        "Conv2dSVDO": bt.nn.Conv2dSVDO(20, 50, 5),
+        "Conv2dARD": bt.nn.Conv2dARD(20, 50, 5),
+    }
+    print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}×{args.inner} steps")
+    for title, layers, x in (("linear 784→300, batch 128", linear, x_lin), ("conv 20→50 5×5, 128×20×12×12", conv, x_conv)):
+        print(f"\n{title}")
+        base = None
+        for name, layer in layers.items():
+            seconds = time_layer(layer, x, args.repeats, args.inner)
+            base = base or seconds
+            print(f"  {name:<32}{seconds * 1e3:8.3f} ms   {seconds / base:5.2f}×")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,297 @@
+"""One contract suite over every Bayesian layer, then layer-specific numerics (LRT moments, pruning)."""
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import bnn_teach as bt
+
+LIN_X = (6, 5)
+CONV_X = (4, 2, 7, 7)
+
+# name -> (factory, input shape, output shape)
+LAYERS = {
+    "BayesLinear-lrt": (lambda: bt.nn.BayesLinear(5, 3), LIN_X, (6, 3)),
+    "BayesLinear-weights": (lambda: bt.nn.BayesLinear(5, 3, local_reparam=False), LIN_X, (6, 3)),
+    "BayesLinear-mixture": (lambda: bt.nn.BayesLinear(5, 3, prior=bt.priors.ScaleMixturePrior()), LIN_X, (6, 3)),
+    "BayesLinear-nobias": (lambda: bt.nn.BayesLinear(5, 3, bias=False), LIN_X, (6, 3)),
+    "BayesConv2d-lrt": (lambda: bt.nn.BayesConv2d(2, 3, 3, padding=1), CONV_X, (4, 3, 7, 7)),
+    "BayesConv2d-weights": (lambda: bt.nn.BayesConv2d(2, 3, 3, stride=2, local_reparam=False), CONV_X, (4, 3, 3, 3)),
+    "LinearSVDO": (lambda: bt.nn.LinearSVDO(5, 3), LIN_X, (6, 3)),
+    "Conv2dSVDO": (lambda: bt.nn.Conv2dSVDO(2, 3, 3), CONV_X, (4, 3, 5, 5)),
+    "LinearARD": (lambda: bt.nn.LinearARD(5, 3), LIN_X, (6, 3)),
+    "Conv2dARD": (lambda: bt.nn.Conv2dARD(2, 3, 3, bias=False), CONV_X, (4, 3, 5, 5)),
+    "LinearGroupSVDO": (lambda: bt.nn.LinearGroupSVDO(5, 3), LIN_X, (6, 3)),
+}
+# noisier initial posteriors so that sampling is visible in float32
+NOISY = {"rho": -1.0, "log_sigma2": -2.0}
+
+
+def make(name, noisy=True):
+    factory, in_shape, out_shape = LAYERS[name]
+    torch.manual_seed(0)
+    layer = factory()
+    if noisy:
+        with torch.no_grad():
+            for pname, p in layer.named_parameters():
+                for key, value in NOISY.items():
+                    if pname.endswith(key):
+                        p.fill_(value)
+    return layer, torch.rand(in_shape), out_shape
+
+
+params = pytest.mark.parametrize("name", list(LAYERS))
+
+
+@params
+def test_output_shape_and_kl(name):
+    layer, x, out_shape = make(name)
+    assert layer(x).shape == out_shape
+    layer.eval()
+    assert layer(x).shape == out_shape
+    kl = layer.kl()
+    assert kl.dim() == 0 and torch.isfinite(kl) and float(kl) >= 0
+    assert torch.equal(bt.nn.kl_divergence(nn.Sequential(layer)), kl) or name.endswith("mixture")
+
+
+@params
+def test_reproducible_under_seed(name):
+    layer, x, _ = make(name)
+    torch.manual_seed(42)
+    first = layer(x)
+    torch.manual_seed(42)
+    assert torch.equal(layer(x), first)
+
+
+@params
+def test_modes_train_samples_eval_deterministic_sampling_context(name):
+    layer, x, _ = make(name)
+    layer.train()
+    assert not torch.allclose(layer(x), layer(x)), "train() samples"
+    layer.eval()
+    assert torch.equal(layer(x), layer(x)), "eval() is deterministic"
+    with bt.nn.sampling(layer):
+        assert not torch.allclose(layer(x), layer(x)), "sampling() samples in eval"
+    assert torch.equal(layer(x), layer(x)), "the context restores eval behaviour"
+    layer.train()
+    with bt.nn.sampling(layer, on=False):
+        assert torch.equal(layer(x), layer(x)), "sampling(on=False) gives the mean in train()"
+
+
+@params
+def test_state_dict_round_trip(name):
+    layer, x, _ = make(name)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(0.1 * torch.randn_like(p))
+    clone = LAYERS[name][0]()
+    clone.load_state_dict(layer.state_dict())
+    layer.eval(), clone.eval()
+    assert torch.equal(clone(x), layer(x))
+    assert torch.equal(clone.kl(), layer.kl()) or name.endswith("mixture")
+
+
+@params
+def test_device_and_float64(name):
+    layer, x, out_shape = make(name)
+    device = bt.utils.get_device()
+    layer = layer.to(device).double()
+    out = layer(x.to(device).double())
+    assert out.dtype == torch.float64 and out.device.type == device.type and out.shape == out_shape
+    assert layer.kl().dtype == torch.float64
+
+
+BBB_EXTREMES = [{"rho": 20.0, "mu": 0.0}, {"rho": -20.0, "mu": 0.0}]
+SPARSE_EXTREMES = [{"log_sigma2": 20.0, "weight": 0.0}, {"log_sigma2": -20.0, "weight": 0.0}]
+EXTREME_CASES = [(name, extreme) for name in LAYERS
+                 for extreme in (BBB_EXTREMES if name.startswith("Bayes") else SPARSE_EXTREMES)]
+
+
+@pytest.mark.parametrize("name, extreme", EXTREME_CASES,
+                         ids=[f"{n}-" + ",".join(f"{k}={v}" for k, v in e.items()) for n, e in EXTREME_CASES])
+def test_no_nan_after_200_adam_steps_from_extreme_init(name, extreme):
+    layer, x, _ = make(name, noisy=False)
+    with torch.no_grad():
+        for pname, p in layer.named_parameters():
+            for key, value in extreme.items():
+                if pname.endswith(key):
+                    p.fill_(value)
+    opt = torch.optim.Adam(layer.parameters(), lr=1e-2)
+    target = torch.randn(LAYERS[name][2])
+    for _ in range(200):
+        out = layer(x)
+        loss = (out - target).pow(2).mean() + layer.kl() / 1000
+        opt.zero_grad()
+        loss.backward()
+        for pname, p in layer.named_parameters():
+            assert torch.all(torch.isfinite(p.grad)), f"non-finite gradient of {pname}"
+        opt.step()
+    assert torch.all(torch.isfinite(out)) and torch.isfinite(layer.kl())
+    layer.eval()
+    assert torch.all(torch.isfinite(layer(x)))
+
+
+# ---------------------------------------------------------------- KL = 0 when q = p, and its limits
+
+def test_bbb_kl_is_zero_when_posterior_equals_prior():
+    layer = bt.nn.BayesLinear(4, 3, prior=bt.priors.GaussianPrior(0.5))
+    with torch.no_grad():
+        layer.weight_mu.zero_(), layer.bias_mu.zero_()
+        rho = math.log(math.expm1(0.5))  # softplus(rho) = 0.5
+        layer.weight_rho.fill_(rho), layer.bias_rho.fill_(rho)
+    assert abs(float(layer.kl())) < 1e-5
+
+
+def test_bbb_kl_is_the_sum_of_normal_normal():
+    layer = bt.nn.BayesConv2d(2, 3, 3, prior=bt.priors.GaussianPrior(0.3))
+    expected = (bt.kl.normal_normal(layer.weight_mu, torch.nn.functional.softplus(layer.weight_rho), 0.0, 0.3).sum()
+                + bt.kl.normal_normal(layer.bias_mu, torch.nn.functional.softplus(layer.bias_rho), 0.0, 0.3).sum())
+    torch.testing.assert_close(layer.kl(), expected)
+
+
+def test_sparsevd_kl_vanishes_when_every_weight_is_pruned():
+    layer = bt.nn.LinearSVDO(10, 10)
+    with torch.no_grad():
+        layer.log_sigma2.fill_(20.0)
+    assert float(layer.kl()) < 100 * 2e-4  # log_alpha clamped at 8: at most 1.7e-4 nats a weight
+    assert int(layer.pruning_mask().sum()) == 0
+    layer.eval()
+    torch.testing.assert_close(layer(torch.rand(3, 10)), layer.bias.expand(3, 10))
+
+
+def test_ard_kl_differs_from_sparsevd_on_same_posterior():
+    svdo, ard = bt.nn.LinearSVDO(5, 4), bt.nn.LinearARD(5, 4)
+    ard.load_state_dict(svdo.state_dict())
+    torch.testing.assert_close(ard.kl(), bt.kl.ard(svdo.log_alpha).sum())
+    torch.testing.assert_close(svdo.kl(), bt.kl.sparsevd(svdo.log_alpha).sum())
+
+
+# ---------------------------------------------------------------- LRT moments
+
+def _moments(samples):
+    return samples.mean(0), samples.var(0)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+def test_lrt_moments_match_weight_sampling(kind):
+    """For fixed parameters, LRT pre-activations have the mean and variance of explicit weight sampling."""
+    torch.manual_seed(0)
+    if kind == "linear":
+        lrt, ws, x = bt.nn.BayesLinear(6, 4, init_rho=-1.0), bt.nn.BayesLinear(6, 4, local_reparam=False), torch.rand(3, 6)
+    else:
+        lrt, ws, x = bt.nn.BayesConv2d(2, 2, 3, init_rho=-1.0), bt.nn.BayesConv2d(2, 2, 3, local_reparam=False), torch.rand(1, 2, 4, 4)
+    ws.load_state_dict(lrt.state_dict())
+    n = 40_000
+    with torch.no_grad():
+        a = torch.stack([lrt(x) for _ in range(n)])
+        b = torch.stack([ws(x) for _ in range(n)])
+        # the exact moments, for the tolerance
+        mean = lrt._op(x, lrt.weight_mu, lrt.bias_mu)
+        var = lrt._op(x * x, lrt.weight_sigma**2, lrt.bias_sigma**2)
+    for samples in (a, b):
+        m, v = _moments(samples)
+        # standard errors: sqrt(var/n) for the mean, var*sqrt(2/n) for the variance; 5 of them
+        assert torch.all((m - mean).abs() < 5 * torch.sqrt(var / n)), "means differ"
+        assert torch.all((v - var).abs() < 5 * var * math.sqrt(2 / n)), "variances differ"
+
+
+def test_sparsevd_lrt_variance_is_alpha_theta_squared():
+    torch.manual_seed(0)
+    layer = bt.nn.LinearSVDO(4, 2, init_log_sigma2=-3.0)
+    x = torch.rand(2, 4)
+    with torch.no_grad():
+        samples = torch.stack([layer(x) for _ in range(40_000)])
+        var = (x * x) @ (torch.exp(layer.log_alpha) * layer.weight**2).T + 1e-8
+    torch.testing.assert_close(samples.var(0), var, rtol=0.05, atol=1e-6)
+    torch.testing.assert_close(samples.mean(0), x @ layer.weight.T + layer.bias, rtol=0, atol=float(5 * var.max().sqrt() / 200))
+
+
+# ---------------------------------------------------------------- group sparsity
+
+def test_group_layer_removes_whole_input_neurons():
+    layer = bt.nn.LinearGroupSVDO(6, 4)
+    with torch.no_grad():
+        layer.z_log_sigma2[[1, 4]] = 20.0
+    assert layer.neuron_mask().tolist() == [True, False, True, True, False, True]
+    mask = layer.pruning_mask()
+    assert not mask[:, [1, 4]].any() and mask[:, [0, 2, 3, 5]].all()
+    layer.eval()
+    x = torch.rand(3, 6)
+    x_changed = x.clone()
+    x_changed[:, [1, 4]] = 100.0
+    assert torch.equal(layer(x), layer(x_changed)), "pruned input neurons have no influence"
+    assert bt.sparsity.compression_ratio(layer) == pytest.approx(24 / 16)
+
+
+# ---------------------------------------------------------------- MC dropout, sampling, bayesianize
+
+def test_mc_dropout_and_batchnorm_under_sampling():
+    model = nn.Sequential(nn.Linear(4, 8), nn.BatchNorm1d(8), nn.ReLU(), bt.nn.MCDropout(0.5), nn.Linear(8, 2))
+    model(torch.randn(16, 4))  # update the running statistics once
+    model.eval()
+    stats = model[1].running_mean.clone()
+    x = torch.randn(5, 4)
+    assert torch.equal(model(x), model(x))
+    with bt.nn.sampling(model):
+        assert not model[1].training, "BatchNorm stays in eval mode"
+        assert not torch.equal(model(x), model(x))
+    assert torch.equal(model[1].running_mean, stats)
+    with pytest.raises(ValueError, match="p must"):
+        bt.nn.MCDropout(1.0)
+
+
+@pytest.mark.parametrize("flavour", ["bbb", "svdo", "ard", "group_svdo"])
+def test_bayesianize_keeps_the_function_as_posterior_mean(flavour):
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.Flatten(), nn.Linear(4 * 6 * 6, 10))
+    x = torch.rand(3, 1, 8, 8)
+    before = model(x)
+    # with a tiny initial variance no SparseVD weight starts above the pruning threshold
+    kwargs = {} if flavour == "bbb" else {"init_log_sigma2": -30.0}
+    bt.nn.bayesianize(model, flavour, **kwargs)
+    assert len(bt.nn.bayesian_modules(model)) == 2
+    model.eval()
+    torch.testing.assert_close(model(x), before, rtol=1e-5, atol=1e-5)
+    assert float(bt.nn.kl_divergence(model)) > 0
+
+
+def test_bayesianize_passes_layer_arguments_and_skips():
+    model = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 2))
+    bt.nn.bayesianize(model, "bbb", skip=["1"], prior=bt.priors.GaussianPrior(0.1), local_reparam=False)
+    assert isinstance(model[0], bt.nn.BayesLinear) and type(model[1]) is nn.Linear
+    assert model[0].prior.sigma == 0.1 and not model[0].local_reparam
+    with pytest.raises(ValueError, match="flavour"):
+        bt.nn.bayesianize(model, "dropout")
+
+
+# ---------------------------------------------------------------- bad input
+
+@pytest.mark.parametrize("name", ["BayesLinear-lrt", "LinearSVDO", "LinearGroupSVDO"])
+def test_wrong_input_shape_names_in_features(name):
+    layer, _, _ = make(name)
+    with pytest.raises(ValueError, match="in_features=5"):
+        layer(torch.rand(6, 4))
+
+
+@pytest.mark.parametrize("name", ["BayesConv2d-lrt", "Conv2dSVDO"])
+def test_wrong_conv_input_names_in_channels(name):
+    layer, _, _ = make(name)
+    with pytest.raises(ValueError, match="in_channels=2"):
+        layer(torch.rand(4, 3, 7, 7))
+    with pytest.raises(ValueError, match="in_channels=2"):
+        layer(torch.rand(2, 7, 7))
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(TypeError, match="threshold"):
+        bt.nn.LinearSVDO(3, 3, threshold="3")
+    with pytest.raises(ValueError, match="threshold"):
+        bt.nn.Conv2dSVDO(3, 3, 3, threshold=float("nan"))
+    with pytest.raises(ValueError, match="in_features"):
+        bt.nn.BayesLinear(0, 3)
+    with pytest.raises(TypeError, match="prior"):
+        bt.nn.BayesLinear(3, 3, prior=1.0)
+    with pytest.raises(ValueError, match="out_channels"):
+        bt.nn.BayesConv2d(3, -2, 3)

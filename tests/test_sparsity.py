@@ -1,0 +1,125 @@
+"""bnn_teach.sparsity and bnn_teach.models: masks, compression, pruning, and SparseVD on real MNIST."""
+import pytest
+import torch
+from torch import nn
+
+import bnn_teach as bt
+from bnn_teach import models, sparsity
+from bnn_teach.train import evaluate, fit
+
+
+def test_compression_ratio_and_table_count_weights_not_biases():
+    model = nn.Sequential(nn.Linear(4, 3), nn.ReLU(), nn.Linear(3, 2))
+    with torch.no_grad():
+        model[0].weight[:2] = 0.0  # 8 of 12 zero
+        model[2].weight[0, 0] = 0.0  # 1 of 6 zero
+    assert sparsity.compression_ratio(model) == pytest.approx(18 / 9)
+    table = sparsity.sparsity_table(model)
+    assert [(r["layer"], r["kept"], r["total"]) for r in table] == [("0", 4, 12), ("2", 5, 6)]
+    assert table[0]["sparsity"] == pytest.approx(100 * 8 / 12)
+    assert "compression 2.0x" in str(table)
+
+
+def test_sparsevd_masks_follow_log_alpha():
+    layer = bt.nn.LinearSVDO(4, 3)
+    with torch.no_grad():
+        layer.log_sigma2.copy_(torch.log(layer.weight**2) + torch.linspace(-5, 6, 12).reshape(3, 4))
+    expected = layer.log_alpha < 3.0
+    assert torch.equal(sparsity.weight_mask(layer), expected)
+    assert torch.equal(sparsity.log_alpha_mask(layer, 0.0), layer.log_alpha < 0.0)
+    assert sparsity.compression_ratio(nn.Sequential(layer)) == pytest.approx(12 / int(expected.sum()))
+    pruned = sparsity.prune(nn.Sequential(layer))
+    assert isinstance(pruned[0], nn.Linear)
+    torch.testing.assert_close(pruned[0].weight, layer.weight.detach() * expected)
+    x = torch.rand(5, 4)
+    layer.eval()
+    torch.testing.assert_close(pruned(x), layer(x))
+
+
+def test_prune_by_snr_and_magnitude_fraction():
+    torch.manual_seed(0)
+    model = nn.Sequential(bt.nn.BayesLinear(10, 8, init_rho=-2.0), nn.ReLU(), bt.nn.BayesLinear(8, 4, init_rho=-2.0))
+    snr = torch.cat([model[0].snr().flatten(), model[2].snr().flatten()]).detach()
+    pruned = sparsity.prune(model, "snr", fraction=0.75)
+    assert sparsity.compression_ratio(pruned) == pytest.approx(4.0, rel=0.02)
+    kept = torch.cat([pruned[0].weight.flatten(), pruned[2].weight.flatten()]) != 0
+    assert snr[kept].min() > snr[~kept].max(), "the highest signal-to-noise weights survive"
+    by_threshold = sparsity.prune(model, "snr", threshold=float(snr.median()))
+    assert sparsity.compression_ratio(by_threshold) == pytest.approx(2.0, rel=0.05)
+    mag = sparsity.prune(nn.Sequential(nn.Linear(10, 10)), "magnitude", fraction=0.9)
+    assert sparsity.compression_ratio(mag) == pytest.approx(10.0)
+    assert isinstance(model[0], bt.nn.BayesLinear), "the original model is untouched"
+    with pytest.raises(ValueError, match="exactly one"):
+        sparsity.prune(model, "snr")
+    with pytest.raises(TypeError, match="threshold"):
+        sparsity.log_alpha_mask(bt.nn.LinearSVDO(2, 2), threshold="3")
+    with pytest.raises(TypeError, match="BayesLinear"):
+        sparsity.prune(nn.Sequential(nn.Linear(2, 2)), "snr", fraction=0.5)
+
+
+def test_storage_bytes_csr_against_dense():
+    model = nn.Sequential(nn.Linear(100, 10))
+    with torch.no_grad():
+        model[0].weight.zero_()
+        model[0].weight[:, :5] = 1.0  # 50 non-zeros
+    assert sparsity.storage_bytes(model, "dense") == 1000 * 4
+    assert sparsity.storage_bytes(model, "csr") == 50 * 8 + 11 * 4
+
+
+@pytest.mark.parametrize("flavour", models.MODEL_FLAVOURS)
+def test_lenet300_flavours(flavour):
+    model = models.lenet300(flavour)
+    x = torch.rand(3, 1, 28, 28)
+    assert model(x).shape == (3, 10)
+    n_weights = sum(r["total"] for r in sparsity.sparsity_table(model))
+    assert n_weights == 784 * 300 + 300 * 100 + 100 * 10
+    assert (len(bt.nn.bayesian_modules(model)) > 0) == (flavour != "deterministic")
+
+
+@pytest.mark.parametrize("flavour", [f for f in models.MODEL_FLAVOURS if f != "group_svdo"])
+def test_lenet5_flavours(flavour):
+    model = models.lenet5(flavour)
+    assert model(torch.rand(2, 1, 28, 28)).shape == (2, 10)
+    totals = [r["total"] for r in sparsity.sparsity_table(model)]
+    assert totals == [20 * 25, 50 * 20 * 25, 800 * 500, 500 * 10]
+
+
+def test_model_builder_rejects_unknown_flavour():
+    with pytest.raises(ValueError, match="flavour"):
+        models.lenet300("dropconnect")
+    with pytest.raises(TypeError, match="layer arguments"):
+        models.lenet300("deterministic", threshold=3.0)
+
+
+@pytest.fixture(scope="module")
+def mnist_subset():
+    X, y = bt.data.load_mnist("train", download=False, root="/nonexistent")
+    Xt, yt = bt.data.load_mnist("test", download=False, root="/nonexistent")
+    return (X, y), (Xt, yt)
+
+
+@pytest.mark.slow
+def test_sparsevd_lenet300_prunes_most_weights_and_keeps_accuracy(mnist_subset, monkeypatch):
+    (X, y), test = mnist_subset
+    bt.utils.set_seed(0)
+    model = models.lenet300("svdo")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    fit(model, (X, y), 8, opt, batch_size=100, kl_weight=bt.objectives.linear_warmup(4), progress=False)
+    ratio = sparsity.compression_ratio(model)
+    acc = evaluate(model, test)["accuracy"]
+    print(f"SparseVD on the embedded subset: {ratio:.1f}x at {acc:.4f}")
+    assert ratio > 10, f"compression {ratio:.1f}x"
+    assert acc > 0.90, f"accuracy {acc:.3f} at compression {ratio:.1f}x"
+
+
+@pytest.mark.slow
+def test_sparsevd_on_random_labels_prunes_nearly_everything(mnist_subset):
+    (X, y), _ = mnist_subset
+    bt.utils.set_seed(0)
+    y_random = bt.data.random_labels(y, seed=0)
+    model = models.lenet300("svdo")
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    fit(model, (X, y_random), 8, opt, kl_weight=bt.objectives.linear_warmup(4), progress=False)
+    ratio = sparsity.compression_ratio(model)
+    print(f"random labels: {ratio:.0f}x")
+    assert ratio > 1000, f"compression {ratio:.0f}x on random labels"
