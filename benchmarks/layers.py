@@ -4,7 +4,9 @@
 
 Linear: 784 → 300, batch 128 (LeNet-300-100's first layer; the input needs no gradient).
 Conv:   20 → 50, 5×5, input 128×20×12×12 (LeNet-5's second convolution; the input needs a gradient).
-Each timing is the median of ``--repeats`` runs of ``--inner`` steps after a warm-up.
+The layers of a group are timed in interleaved rounds (A, B, C, A, B, C, ...), ``--inner`` steps
+each, after a warm-up; a ratio is the median over ``--repeats`` rounds of the per-round ratio to
+the first layer of the group, so slow drifts of the machine cancel.
 Targets (DESIGN.md): LRT BayesLinear ≤ 2.0× nn.Linear, LRT BayesConv2d ≤ 2.1× nn.Conv2d.
 """
 from __future__ import annotations
@@ -33,22 +35,22 @@ class TwoGemms(nn.Module):
         return self.op(x, self.w1) + self.op(x * x, self.w2)
 
 
-def time_layer(layer, x, repeats, inner):
-    layer.train()
+def _steps(layer, x, n):
+    start = time.perf_counter()
+    for _ in range(n):
+        layer(x).sum().backward()
+    return (time.perf_counter() - start) / n
 
-    def step():
-        out = layer(x)
-        out.sum().backward()
 
-    for _ in range(5):
-        step()
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        for _ in range(inner):
-            step()
-        times.append((time.perf_counter() - start) / inner)
-    return statistics.median(times)
+def time_group(layers: dict, x, repeats: int, inner: int) -> dict:
+    """name -> (median seconds per step, median ratio to the first layer), interleaved rounds."""
+    for layer in layers.values():
+        layer.train()
+        _steps(layer, x, 5)
+    rounds = [{name: _steps(layer, x, inner) for name, layer in layers.items()} for _ in range(repeats)]
+    base = next(iter(layers))
+    return {name: (statistics.median(r[name] for r in rounds), statistics.median(r[name] / r[base] for r in rounds))
+            for name in layers}
 
 
 def main(argv=None):
@@ -82,11 +84,8 @@ def main(argv=None):
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}×{args.inner} steps")
     for title, layers, x in (("linear 784→300, batch 128", linear, x_lin), ("conv 20→50 5×5, 128×20×12×12", conv, x_conv)):
         print(f"\n{title}")
-        base = None
-        for name, layer in layers.items():
-            seconds = time_layer(layer, x, args.repeats, args.inner)
-            base = base or seconds
-            print(f"  {name:<32}{seconds * 1e3:8.3f} ms   {seconds / base:5.2f}×")
+        for name, (seconds, ratio) in time_group(layers, x, args.repeats, args.inner).items():
+            print(f"  {name:<32}{seconds * 1e3:8.3f} ms   {ratio:5.2f}×")
 
 
 if __name__ == "__main__":

@@ -295,3 +295,46 @@ def test_bad_constructor_arguments():
         bt.nn.BayesLinear(3, 3, prior=1.0)
     with pytest.raises(ValueError, match="out_channels"):
         bt.nn.BayesConv2d(3, -2, 3)
+
+
+# ---------------------------------------------------------------- the fused LRT against plain autograd
+
+@pytest.mark.parametrize("kind", ["linear", "conv"])
+@pytest.mark.parametrize("layer_type", ["bbb", "svdo"])
+def test_fused_lrt_gradients_match_autograd_reference(kind, layer_type):
+    """The closed-form backward of the fused LRT equals autograd through the plain formula (float64)."""
+    torch.manual_seed(0)
+    if kind == "linear":
+        cls = bt.nn.BayesLinear if layer_type == "bbb" else bt.nn.LinearSVDO
+        layer, x = cls(5, 4), torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
+    else:
+        cls = bt.nn.BayesConv2d if layer_type == "bbb" else bt.nn.Conv2dSVDO
+        layer, x = cls(2, 3, 3, padding=1, stride=2), torch.rand(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+    layer = layer.double()
+    with torch.no_grad():
+        for name, p in layer.named_parameters():
+            if name.endswith(("rho", "log_sigma2")):
+                p.copy_(torch.empty_like(p).uniform_(-3, -1))
+
+    def reference(noise):
+        if layer_type == "bbb":
+            mean = layer._op(x, layer.weight_mu, layer.bias_mu)
+            var = layer._op(x * x, torch.nn.functional.softplus(layer.weight_rho) ** 2,
+                            torch.nn.functional.softplus(layer.bias_rho) ** 2)
+        else:
+            mean = layer._op(x, layer.weight, layer.bias)
+            var = layer._op(x * x, torch.exp(layer.log_alpha) * layer.weight**2, None)
+        return mean + torch.sqrt(var + 1e-8) * noise
+
+    torch.manual_seed(7)
+    out = layer(x)
+    torch.manual_seed(7)
+    noise = torch.randn_like(out)
+    ref = reference(noise)
+    torch.testing.assert_close(out, ref)
+    grad_out = torch.randn_like(out)
+    params = [x] + list(layer.parameters())
+    got = torch.autograd.grad(out, params, grad_out)
+    want = torch.autograd.grad(ref, params, grad_out)
+    for p, g, w in zip(["x"] + [n for n, _ in layer.named_parameters()], got, want):
+        torch.testing.assert_close(g, w, msg=lambda m: f"gradient of {p}: {m}")

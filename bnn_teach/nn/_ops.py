@@ -88,3 +88,99 @@ def init_mean_(weight, bias, fan_in):
     if bias is not None:
         bound = 1.0 / math.sqrt(fan_in)
         torch.nn.init.uniform_(bias, -bound, bound)
+
+
+def _lrt_forward(ctx, layer, x, mean_w, var_w, mean_b, var_b, eps0):
+    """``out = A*mean_w + mean_b + sqrt(A^2*var_w + var_b + eps0) * noise``, and the tensors the backward needs."""
+    xsq = x * x
+    mean = layer._op(x, mean_w, mean_b)
+    std = layer._op(xsq, var_w, var_b).add_(eps0).sqrt_()
+    noise = torch.randn_like(mean)
+    out = torch.addcmul(mean, std, noise)
+    ctx.layer = layer
+    ctx.has_mean_b, ctx.has_var_b = mean_b is not None, var_b is not None
+    # d out / d var = noise / (2 std): the only activation-sized tensor kept for the variance path
+    return out, (x, xsq, mean_w, var_w, noise.div_(std).mul_(0.5))
+
+
+def _lrt_backward(ctx, grad_out, need_x, need_mean_w, need_var_w):
+    """Gradients w.r.t. x, mean_w, var_w, mean_b, var_b."""
+    x, xsq, mean_w, var_w, half_noise_over_std = ctx.saved_tensors[:5]
+    grad_var = grad_out * half_noise_over_std
+    g_mean = ctx.layer._op_backward(grad_out, x, mean_w, need_x, need_mean_w, ctx.has_mean_b)
+    g_var = ctx.layer._op_backward(grad_var, xsq, var_w, need_x, need_var_w, ctx.has_var_b)
+    grad_x = g_mean[0].addcmul_(x, g_var[0], value=2.0) if need_x else None
+    return grad_x, g_mean[1], g_var[1], g_mean[2], g_var[2]
+
+
+class _LocalReparam(torch.autograd.Function):
+    """Fused LRT sample from mean and variance weights, with a closed-form backward (no graph inside)."""
+
+    @staticmethod
+    def forward(ctx, x, mean_w, var_w, mean_b, var_b, layer, eps0):
+        out, saved = _lrt_forward(ctx, layer, x, mean_w, var_w, mean_b, var_b, eps0)
+        ctx.save_for_backward(*saved)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        n = ctx.needs_input_grad
+        return (*_lrt_backward(ctx, grad_out, n[0], n[1], n[2]), None, None)
+
+
+class _SoftplusLocalReparam(torch.autograd.Function):
+    """Fused LRT sample for Bayes by Backprop, from ``(mu, rho)`` with ``sigma = softplus(rho)``.
+
+    Backward: ``d var / d rho = 2 sigma sigmoid(rho)``, applied in place to the variance gradient,
+    so no weight-sized temporary of the parametrisation survives the forward pass.
+    """
+
+    @staticmethod
+    def forward(ctx, x, mu, rho, bias_mu, bias_rho, layer, eps0):
+        var_w = F.softplus(rho).square_()
+        var_b = None if bias_rho is None else F.softplus(bias_rho).square_()
+        out, saved = _lrt_forward(ctx, layer, x, mu, var_w, bias_mu, var_b, eps0)
+        ctx.save_for_backward(*saved, rho, bias_rho)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        n = ctx.needs_input_grad
+        grad_x, grad_mu, grad_var_w, grad_bias_mu, grad_var_b = _lrt_backward(ctx, grad_out, n[0], n[1], n[2])
+        var_w, rho, bias_rho = ctx.saved_tensors[3], ctx.saved_tensors[5], ctx.saved_tensors[6]
+        grad_rho = None
+        if grad_var_w is not None:  # 2 sigma sigmoid(rho) = 2 sqrt(var) sigmoid(rho)
+            grad_rho = grad_var_w.mul_(var_w.sqrt()).mul_(torch.sigmoid(rho)).mul_(2.0)
+        grad_bias_rho = None
+        if grad_var_b is not None:
+            grad_bias_rho = grad_var_b * 2.0 * F.softplus(bias_rho) * torch.sigmoid(bias_rho)
+        return grad_x, grad_mu, grad_rho, grad_bias_mu, grad_bias_rho, None, None
+
+
+def lrt_sample(layer, x, mean_w, var_w, mean_b=None, var_b=None, eps0=1e-8):
+    """Local reparametrization sample of ``layer``'s op from mean and variance weights."""
+    return _LocalReparam.apply(x, mean_w, var_w, mean_b, var_b, layer, eps0)
+
+
+def lrt_sample_softplus(layer, x, mu, rho, bias_mu=None, bias_rho=None, eps0=1e-8):
+    """Local reparametrization sample with ``sigma = softplus(rho)`` (Bayes by Backprop)."""
+    return _SoftplusLocalReparam.apply(x, mu, rho, bias_mu, bias_rho, layer, eps0)
+
+
+def _linear_backward(grad, x, weight, need_x, need_w, has_b):
+    grad2 = grad.reshape(-1, grad.shape[-1])
+    grad_x = grad.matmul(weight) if need_x else None
+    grad_w = grad2.t().mm(x.reshape(-1, x.shape[-1])) if need_w else None
+    grad_b = grad2.sum(0) if has_b else None
+    return grad_x, grad_w, grad_b
+
+
+def _conv_backward(self, grad, x, weight, need_x, need_w, has_b):
+    grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+        grad, x, weight, [weight.shape[0]] if has_b else None, list(self.stride), list(self.padding),
+        list(self.dilation), False, [0, 0], self.groups, [need_x, need_w, has_b])
+    return grad_x, grad_w, grad_b
+
+
+LinearOp._op_backward = staticmethod(_linear_backward)
+Conv2dOp._op_backward = _conv_backward

@@ -19,7 +19,7 @@ from torch import nn
 from torch.distributions import Normal
 
 from bnn_teach import kl as _kl
-from bnn_teach.nn._ops import Conv2dOp, LinearOp, init_mean_
+from bnn_teach.nn._ops import Conv2dOp, LinearOp, init_mean_, lrt_sample_softplus
 from bnn_teach.nn.base import BayesianModule
 from bnn_teach.priors import GaussianPrior, Prior
 
@@ -69,11 +69,9 @@ class _BayesByBackprop(BayesianModule):
         self._check_input(x)
         if not self.sampling_active:
             return self._op(x, self.weight_mu, self.bias_mu)
-        weight_sigma, bias_sigma = self.weight_sigma, self.bias_sigma
         if self.local_reparam:
-            mean = self._op(x, self.weight_mu, self.bias_mu)
-            var = self._op(x * x, weight_sigma * weight_sigma, None if bias_sigma is None else bias_sigma * bias_sigma)
-            return mean + torch.sqrt(var + LRT_EPS) * torch.randn_like(mean)
+            return lrt_sample_softplus(self, x, self.weight_mu, self.weight_rho, self.bias_mu, self.bias_rho, LRT_EPS)
+        weight_sigma, bias_sigma = self.weight_sigma, self.bias_sigma
         weight = self.weight_mu + weight_sigma * torch.randn_like(weight_sigma)
         bias = None if bias_sigma is None else self.bias_mu + bias_sigma * torch.randn_like(bias_sigma)
         return self._op(x, weight, bias)

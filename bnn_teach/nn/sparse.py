@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from bnn_teach import kl as _kl
-from bnn_teach.nn._ops import Conv2dOp, LinearOp, check_threshold, init_mean_
+from bnn_teach.nn._ops import Conv2dOp, LinearOp, check_threshold, init_mean_, lrt_sample
 from bnn_teach.nn.base import BayesianModule
 
 __all__ = ["LinearSVDO", "Conv2dSVDO", "LinearARD", "Conv2dARD", "LinearGroupSVDO", "LOG_ALPHA_RANGE"]
@@ -73,9 +73,7 @@ class _SparseVD(BayesianModule):
         if not self.sampling_active:
             return self._op(x, self.weight * self._weight_keep().to(self.weight.dtype), self.bias)
         weight, var_weight = self._mean_and_var_weights(pruned=not self.training)
-        mean = self._op(x, weight, self.bias)
-        var = self._op(x * x, var_weight, None)
-        return mean + torch.sqrt(var + LRT_EPS) * torch.randn_like(mean)
+        return lrt_sample(self, x, weight, var_weight, self.bias, None, LRT_EPS)
 
     def kl(self):
         """Sum of the elementwise KL over the weights (≥ 0; → 0 as every alpha → ∞)."""
