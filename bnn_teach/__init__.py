@@ -4,6 +4,8 @@
 ``bt.train``, ``bt.sparsity``, ``bt.models``, ``bt.sgmcmc``, ``bt.predict``, ``bt.uncertainty``,
 ``bt.metrics``, ``bt.utils``. Each module's docstring names the lecture that explains it.
 """
-from bnn_teach import data, kl, models, nn, objectives, priors, sparsity, train, utils  # noqa: F401
+from bnn_teach import (  # noqa: F401
+    data, kl, metrics, models, nn, objectives, predict, priors, sgmcmc, sparsity, train, uncertainty, utils,
+)
 
 __version__ = "0.1.0"

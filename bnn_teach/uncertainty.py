@@ -1,0 +1,69 @@
+"""Total = aleatoric + epistemic: the entropy decomposition of the predictive distribution (lecture 7).
+
+.. math::
+
+    \\underbrace{\\mathbb H\\Big[\\tfrac1S \\textstyle\\sum_s p_s\\Big]}_{\\text{total}}
+    = \\underbrace{\\tfrac1S \\textstyle\\sum_s \\mathbb H[p_s]}_{\\text{aleatoric (expected entropy)}}
+    + \\underbrace{\\tfrac1S \\textstyle\\sum_s \\mathrm{KL}\\big(p_s \\,\\|\\, \\bar p\\big)}_{\\text{epistemic (mutual information)}}
+
+in nats. The epistemic part is computed as the mean KL to the mean, not as a difference, so the
+identity is a check and not a definition.
+"""
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+__all__ = ["decompose", "entropy", "Uncertainty", "check_probs"]
+
+
+class Uncertainty(NamedTuple):
+    total: torch.Tensor
+    aleatoric: torch.Tensor
+    epistemic: torch.Tensor
+
+
+def check_probs(probs: torch.Tensor, name: str = "probs", atol: float = 1e-4) -> torch.Tensor:
+    """Raise ``ValueError`` unless ``probs`` holds probabilities over its last axis."""
+    if not isinstance(probs, torch.Tensor) or not torch.is_floating_point(probs):
+        raise TypeError(f"{name} must be a floating-point tensor, got {type(probs).__name__}")
+    if probs.dim() < 1 or probs.shape[-1] < 2:
+        raise ValueError(f"{name} must have a class axis of size >= 2 last, got shape {tuple(probs.shape)}")
+    if torch.any(probs < 0) or not torch.all(torch.isfinite(probs)):
+        raise ValueError(f"{name} must be finite and non-negative: pass softmax outputs, not logits")
+    sums = probs.sum(-1)
+    worst = float((sums - 1).abs().max()) if sums.numel() else 0.0
+    if worst > atol:
+        raise ValueError(f"{name} must sum to 1 over the last axis (off by up to {worst:.3g}); pass softmax outputs, not logits")
+    return probs
+
+
+def entropy(probs: torch.Tensor) -> torch.Tensor:
+    """Entropy in nats over the last axis, with 0 log 0 = 0."""
+    return -torch.special.xlogy(probs, probs).sum(-1)
+
+
+def decompose(probs: torch.Tensor) -> Uncertainty:
+    """Split predictive uncertainty per input.
+
+    Parameters
+    ----------
+    probs : tensor of shape (num_samples, batch, classes) from :func:`bnn_teach.predict.mc_predict`
+        (a (batch, classes) tensor is one sample: all uncertainty is aleatoric).
+
+    Returns
+    -------
+    Uncertainty(total, aleatoric, epistemic), each of shape (batch,), in nats.
+    """
+    check_probs(probs)
+    if probs.dim() == 2:
+        probs = probs.unsqueeze(0)
+    if probs.dim() != 3:
+        raise ValueError(f"probs must have shape (num_samples, batch, classes), got {tuple(probs.shape)}")
+    mean = probs.mean(0)
+    total = entropy(mean)
+    aleatoric = entropy(probs).mean(0)
+    log_ratio = torch.log(probs.clamp_min(1e-30)) - torch.log(mean.clamp_min(1e-30)).unsqueeze(0)
+    epistemic = (probs * log_ratio).sum(-1).mean(0).clamp_min(0.0)
+    return Uncertainty(total, aleatoric, epistemic)
