@@ -28,7 +28,7 @@ check: setup
 
 lab: setup
 	$(RUN) $(VENV)/bin/bnn-teach check --course
-	$(RUN) $(VENV)/bin/jupyter lab $(ROOT_FLAG) lectures
+	$(RUN) $(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
 
 # pytest exits 5 when it collected no tests; that is not a failure of the build.
 test: setup

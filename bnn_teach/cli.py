@@ -97,9 +97,20 @@ def main(argv=None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     p_check = sub.add_parser("check", help="print versions, device and data source; fail if something is missing")
     p_check.add_argument("--course", action="store_true", help="also require JupyterLab, nbgrader, jupytext, nbstripout")
+    from bnn_teach import reproduce
+
+    reproduce.add_parser(sub)
+    p_gallery = sub.add_parser("gallery", help="render every bnn_teach.viz figure to PNG files in a folder")
+    p_gallery.add_argument("out_dir")
     args = parser.parse_args(argv)
     if args.command == "check":
         return check(course=args.course)
+    if args.command == "reproduce":
+        return reproduce.main_from_args(args)
+    if args.command == "gallery":
+        from bnn_teach.viz.gallery import main as gallery_main
+
+        return gallery_main([args.out_dir])
     parser.error(f"unknown command {args.command}")  # pragma: no cover
     return 2
 

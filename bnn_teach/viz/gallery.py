@@ -1,0 +1,108 @@
+"""Render every figure of :mod:`bnn_teach.viz` to PNG files in a folder, to look them over.
+
+    bnn-teach gallery OUT_DIR        (or: python -m bnn_teach.viz.gallery OUT_DIR)
+
+Small, seeded inputs (the embedded MNIST subset, toy data), about half a minute on a laptop CPU.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import torch
+
+__all__ = ["render_all"]
+
+
+def render_all(out_dir, epochs: int = 3) -> list[Path]:
+    """Write one PNG per figure (and the sparsification GIF) into ``out_dir``; returns the paths."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    import bnn_teach as bt
+    from bnn_teach import viz
+
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(fig, name):
+        path = out / f"{name}.png"
+        fig.savefig(path, dpi=90, bbox_inches="tight")
+        plt.close(fig)
+        written.append(path)
+
+    bt.utils.set_seed(0)
+    X, y = bt.data.load_mnist("train", subset=3000)
+    Xt, yt = bt.data.load_mnist("test", subset=1000)
+    model = bt.models.lenet300("svdo")
+    recorder = viz.SparsityRecorder()
+    history = bt.train.fit(model, (X, y), epochs, torch.optim.Adam(model.parameters(), 1e-3), test_data=(Xt, yt),
+                           kl_weight=bt.objectives.linear_warmup(max(1, epochs // 2)), callbacks=[recorder], progress=False)
+    first = model[1]
+    save(viz.plot_history(history), "history")
+    save(viz.plot_frame(recorder, len(recorder.frames) - 1, "1"), "weights_patch")
+    save(viz.plot_input_tiles(first.weight.detach().numpy(), bt.sparsity.weight_mask(first).numpy(),
+                              title=viz.frame_title(epochs, bt.sparsity.compression_ratio(model), history[-1]["test_acc"])),
+         "input_tiles")
+    conv = bt.models.lenet5("svdo")
+    save(viz.plot_conv_filters(conv[3].weight.detach().numpy()[:12, :8], bt.sparsity.weight_mask(conv[3]).numpy()[:12, :8],
+                               title="LeNet-5 conv2 filters (untrained)"), "conv_filters")
+    save(viz.plot_mu_sigma(model[3]), "mu_sigma")
+    save(viz.plot_log_alpha_hist(model), "log_alpha_hist")
+    tables = {"SparseVD": bt.sparsity.sparsity_table(model),
+              "magnitude": bt.sparsity.sparsity_table(
+                  bt.sparsity.prune(model, "magnitude", fraction=1 - 1 / bt.sparsity.compression_ratio(model)))}
+    save(viz.plot_sparsity_bars(tables), "sparsity_bars")
+    written.append(Path(viz.save_animation(recorder, out / "sparsification.gif", layer="3")))
+    save(viz.experiment_figure("sparsevd-lenet300 (gallery)", history, model), "experiment")
+
+    probs = bt.predict.mc_predict(model, Xt, num_samples=10)
+    save(viz.plot_reliability(probs, yt), "reliability")
+    noise = torch.rand(300, 1, 28, 28)
+    save(viz.plot_uncertainty_hist(probs, bt.predict.mc_predict(model, noise, num_samples=10), "total"), "in_vs_out")
+    save(viz.plot_certainty_grid(Xt, probs, k=5), "certainty_grid")
+
+    explorer = viz.RegressionExplorer(num_epochs=150, dropout=0.1)
+    save(explorer.figure, "regression_explorer")
+
+    # SGLD on Welling & Teh's mixture, over the exact (unnormalised) posterior
+    g = torch.Generator().manual_seed(2)
+    data = torch.where(torch.rand(100, generator=g) < 0.5, 0.0, 1.0) + math.sqrt(2) * torch.randn(100, generator=g)
+
+    def log_post(theta):
+        t1, t2 = theta[:, :1], theta[:, 1:]
+        x = data.to(theta.dtype)
+        ll = torch.logaddexp(-(x - t1) ** 2 / 4, -(x - t1 - t2) ** 2 / 4).sum(1)
+        return ll - t1[:, 0] ** 2 / 20 - t2[:, 0] ** 2 / 2
+
+    theta = torch.zeros(1, 2, requires_grad=True)
+    opt = bt.sgmcmc.SGLD([theta], lr=1e-3, num_data=100)
+    chain = []
+    for _ in range(6000):
+        opt.zero_grad()
+        (-log_post(theta).sum() / 100).backward()
+        opt.step()
+        chain.append(theta.detach()[0].clone())
+    chain = torch.stack(chain[1000:])
+    save(viz.plot_samples_2d(chain, log_post, extent=(-1.5, 2.5, -3, 3)), "sgld_mixture")
+    save(viz.plot_traces({"theta1": chain[:, 0], "theta2": chain[:, 1]}), "traces")
+    save(viz.plot_autocorrelation({"theta1": chain[:, 0], "theta2": chain[:, 1]}), "autocorrelation")
+    return written
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if len(argv) != 1:
+        print("usage: bnn-teach gallery OUT_DIR", file=sys.stderr)
+        return 2
+    for path in render_all(argv[0]):
+        print(path)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,282 @@
+"""Sparsification pictures (lecture 4): weights as they are pruned, over training.
+
+:class:`SparsityRecorder` is a ``fit`` callback that keeps, per epoch, each prunable layer's score
+(``log_alpha`` for SparseVD/ARD, ``log(|mu|/sigma)`` for BBB, ``log|w|`` otherwise) as float16 and
+its mask bit-packed, on the CPU, plus the compression ratio and the accuracy. A LeNet-300-100 epoch
+costs ~0.56 MB, and when ``max_frames`` epochs are held every other one is dropped, so memory is
+bounded by ``max_frames`` frames whatever the length of the run.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+
+from bnn_teach import sparsity as _sp
+from bnn_teach.nn.bbb import _BayesByBackprop
+from bnn_teach.nn.sparse import _SparseVD
+
+__all__ = [
+    "SparsityRecorder", "layer_score", "plot_weights", "plot_input_tiles", "plot_conv_filters", "frame_title",
+    "plot_frame", "sparsification_slider", "save_animation", "plot_mu_sigma", "plot_log_alpha_hist",
+    "plot_sparsity_bars",
+]
+
+
+def _plt():
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def layer_score(layer) -> tuple[str, torch.Tensor]:
+    """(name, score) of a prunable layer: SparseVD/ARD ``log_alpha``; BBB ``log(|mu|/sigma)``; else ``log|w|``."""
+    if isinstance(layer, _SparseVD):
+        return "log_alpha", layer.log_alpha.detach()
+    if isinstance(layer, _BayesByBackprop):
+        return "log_snr", torch.log(layer.snr().detach() + 1e-12)
+    return "log_abs_w", torch.log(layer.weight.detach().abs() + 1e-12)
+
+
+def frame_title(epoch: int, compression: float, accuracy: float | None) -> str:
+    acc = "–" if accuracy is None else f"{100 * accuracy:.2f} %"
+    return f"Epoch {epoch} · compression {compression:.1f}× · accuracy {acc}"
+
+
+class SparsityRecorder:
+    """``fit`` callback: ``fit(..., callbacks=[recorder])``. Frames in ``recorder.frames``.
+
+    Each frame: ``{"epoch", "compression", "accuracy", "layers": {name: {"score": float16 array,
+    "mask_bits": packed bool array, "shape"}}}``.
+    """
+
+    def __init__(self, max_frames: int = 200):
+        if not isinstance(max_frames, int) or max_frames < 2:
+            raise ValueError(f"max_frames must be an int >= 2, got {max_frames!r}")
+        self.max_frames = max_frames
+        self.frames: list[dict] = []
+        self.every = 1
+
+    def __call__(self, epoch, model, history):
+        if (epoch - 1) % self.every:
+            return
+        record = history[-1] if len(history) else {}
+        layers = {}
+        for name, layer in _sp.prunable_layers(model):
+            _, score = layer_score(layer)
+            mask = _sp.weight_mask(layer).cpu().numpy()
+            layers[name] = {"score": score.cpu().numpy().astype(np.float16),
+                            "mask_bits": np.packbits(mask.ravel()), "shape": tuple(mask.shape)}
+        self.frames.append({"epoch": epoch, "compression": _sp.compression_ratio(model),
+                            "accuracy": record.get("test_acc", record.get("train_acc")), "layers": layers})
+        if len(self.frames) > self.max_frames:
+            self.frames = self.frames[::2]
+            self.every *= 2
+
+    def mask(self, frame: int, layer: str) -> np.ndarray:
+        """The boolean mask (True = kept) of ``layer`` in frame ``frame``."""
+        info = self.frames[frame]["layers"][layer]
+        n = int(np.prod(info["shape"]))
+        return np.unpackbits(info["mask_bits"], count=n).astype(bool).reshape(info["shape"])
+
+    def score(self, frame: int, layer: str) -> np.ndarray:
+        return self.frames[frame]["layers"][layer]["score"].astype(np.float32)
+
+    def layer_names(self) -> list[str]:
+        return list(self.frames[0]["layers"]) if self.frames else []
+
+    def nbytes(self) -> int:
+        """Bytes held by the recorded arrays."""
+        return sum(v["score"].nbytes + v["mask_bits"].nbytes for f in self.frames for v in f["layers"].values())
+
+
+def _masked(weight, mask):
+    w = np.asarray(weight, dtype=np.float32).copy()
+    w[~np.asarray(mask, dtype=bool)] = np.nan
+    return w
+
+
+def _imshow(ax, array, cmap="RdBu_r"):
+    import matplotlib
+
+    cm = matplotlib.colormaps[cmap].with_extremes(bad="white")
+    finite = array[np.isfinite(array)]
+    vmax = float(np.abs(finite).max()) if finite.size else 1.0
+    return ax.imshow(array, cmap=cm, vmin=-vmax, vmax=vmax, interpolation="nearest")
+
+
+def plot_weights(weight, mask, ax=None, title=None, patch: int | None = 100):
+    """A weight matrix (out, in) with pruned weights empty (white); for a large matrix its top-left
+    ``patch`` × ``patch`` corner. Returns the figure; ``ax.images[0]`` holds the plotted array."""
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4, 4))
+    w = _masked(weight, mask)
+    if w.ndim != 2:
+        raise ValueError(f"plot_weights takes a (out, in) matrix, got shape {w.shape}; use plot_conv_filters for kernels")
+    if patch is not None:
+        w = w[:patch, :patch]
+    _imshow(ax, w)
+    ax.set_xlabel("input")
+    ax.set_ylabel("output")
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_input_tiles(weight, mask, num_units: int = 100, title=None, image_shape=(28, 28)):
+    """LeNet-300-100's first layer as one 28×28 tile per hidden unit (the first ``num_units`` units)."""
+    plt = _plt()
+    w = _masked(weight, mask)[:num_units]
+    cols = int(math.ceil(math.sqrt(len(w))))
+    rows = int(math.ceil(len(w) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.6, rows * 0.6 + (0.4 if title else 0)), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if i < len(w):
+            _imshow(ax, w[i].reshape(image_shape))
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_conv_filters(weight, mask, title=None, max_filters: int = 64):
+    """Convolution kernels (out, in, k, k) as a grid: row = output channel, column = input channel
+    (at most ``max_filters`` of each); pruned taps empty."""
+    plt = _plt()
+    w = _masked(weight, mask)
+    if w.ndim != 4:
+        raise ValueError(f"plot_conv_filters takes (out, in, k, k) kernels, got shape {w.shape}")
+    w = w[:max_filters, :max_filters]
+    rows, cols = w.shape[0], w.shape[1]
+    fig, axes = plt.subplots(rows, cols, figsize=(max(2, cols * 0.5), max(2, rows * 0.5)), squeeze=False)
+    for r in range(rows):
+        for c in range(cols):
+            axes[r, c].set_axis_off()
+            _imshow(axes[r, c], w[r, c])
+    if title:
+        fig.suptitle(title)
+    return fig
+
+
+def plot_frame(recorder: SparsityRecorder, frame: int, layer: str, patch: int | None = 100, ax=None):
+    """One recorded epoch of one layer: its kept weights (the score where kept) as an image, titled with the
+    epoch, compression and accuracy."""
+    info = recorder.frames[frame]
+    score, mask = recorder.score(frame, layer), recorder.mask(frame, layer)
+    title = frame_title(info["epoch"], info["compression"], info["accuracy"])
+    if score.ndim == 4:
+        return plot_conv_filters(score, mask, title=title)
+    return plot_weights(score.reshape(score.shape[0], -1), mask.reshape(mask.shape[0], -1), ax=ax, title=title, patch=patch)
+
+
+def sparsification_slider(recorder: SparsityRecorder, layer: str | None = None, patch: int | None = 100):
+    """An ipywidgets slider over the recorded epochs that redraws the layer; without ipywidgets (or a
+    frontend) it returns the figure of the last epoch instead."""
+    layer = layer or recorder.layer_names()[0]
+    try:
+        import ipywidgets as widgets
+    except ImportError:  # pragma: no cover - ipywidgets is a dependency
+        return plot_frame(recorder, len(recorder.frames) - 1, layer, patch)
+    plt = _plt()
+    fig, ax = plt.subplots(figsize=(4, 4))
+    plot_frame(recorder, len(recorder.frames) - 1, layer, patch, ax=ax)
+    out = widgets.Output()
+    slider = widgets.IntSlider(value=len(recorder.frames) - 1, min=0, max=len(recorder.frames) - 1,
+                               description="frame", continuous_update=False)
+
+    def redraw(change):
+        ax.clear()
+        plot_frame(recorder, change["new"], layer, patch, ax=ax)
+        fig.canvas.draw_idle()
+        with out:
+            out.clear_output(wait=True)
+
+    slider.observe(redraw, names="value")
+    box = widgets.VBox([slider, out])
+    box.figure, box.slider = fig, slider
+    return box
+
+
+def save_animation(recorder: SparsityRecorder, path, layer: str | None = None, patch: int | None = 100, fps: int = 4):
+    """Save the recorded epochs of ``layer`` as an animation: ``.gif`` (Pillow) or ``.html`` (JavaScript).
+    One frame per recorded epoch. Returns the path."""
+    from matplotlib import animation
+
+    plt = _plt()
+    path = str(path)
+    if not path.endswith((".gif", ".html")):
+        raise ValueError(f"save_animation writes .gif or .html, got {path!r}")
+    if not recorder.frames:
+        raise ValueError("nothing recorded yet")
+    layer = layer or recorder.layer_names()[0]
+    fig, ax = plt.subplots(figsize=(4, 4))
+
+    def draw(i):
+        ax.clear()
+        plot_frame(recorder, i, layer, patch, ax=ax)
+        return ax.images
+
+    anim = animation.FuncAnimation(fig, draw, frames=len(recorder.frames), blit=False)
+    if path.endswith(".gif"):
+        anim.save(path, writer=animation.PillowWriter(fps=fps))
+    else:
+        with open(path, "w") as f:
+            f.write(anim.to_jshtml(fps=fps))
+    plt.close(fig)
+    return path
+
+
+def plot_mu_sigma(layer, ax=None, max_points: int = 20000, seed: int = 0):
+    r"""Scatter of :math:`\log|\theta|` against :math:`\log\sigma` with the pruning line
+    :math:`\log\sigma = \log|\theta| + \mathrm{threshold}/2` (points above it are pruned)."""
+    plt = _plt()
+    if not isinstance(layer, _SparseVD):
+        raise TypeError(f"plot_mu_sigma needs a SparseVD/ARD layer, got {type(layer).__name__}")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.5, 4))
+    log_mu = torch.log(layer.weight.detach().abs() + 1e-12).flatten().cpu().numpy()
+    log_sigma = (0.5 * layer.log_sigma2.detach()).flatten().cpu().numpy()
+    pruned = ~_sp.weight_mask(layer).flatten().cpu().numpy()
+    if len(log_mu) > max_points:
+        keep = np.random.default_rng(seed).choice(len(log_mu), max_points, replace=False)
+        log_mu, log_sigma, pruned = log_mu[keep], log_sigma[keep], pruned[keep]
+    ax.scatter(log_mu[~pruned], log_sigma[~pruned], s=2, alpha=0.5, label="kept")
+    ax.scatter(log_mu[pruned], log_sigma[pruned], s=2, alpha=0.5, label="pruned")
+    xs = np.linspace(log_mu.min(), log_mu.max(), 2)
+    ax.plot(xs, xs + layer.threshold / 2, "k--", label=f"log α = {layer.threshold:g}")
+    ax.set_xlabel("log |θ|")
+    ax.set_ylabel("log σ")
+    ax.legend(loc="best", fontsize=8)
+    return fig
+
+
+def plot_log_alpha_hist(model, bins: int = 60):
+    """One histogram of ``log_alpha`` per SparseVD/ARD layer, with the threshold marked."""
+    plt = _plt()
+    layers = [(n, m) for n, m in _sp.prunable_layers(model) if isinstance(m, _SparseVD)]
+    if not layers:
+        raise ValueError("the model has no SparseVD/ARD layers")
+    fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 2.8), squeeze=False)
+    for ax, (name, layer) in zip(axes.flat, layers):
+        ax.hist(layer.log_alpha.detach().flatten().cpu().numpy(), bins=bins)
+        ax.axvline(layer.threshold, color="k", ls="--")
+        ax.set_title(f"layer {name}")
+        ax.set_xlabel("log α")
+    return fig
+
+
+def plot_sparsity_bars(tables: dict, ax=None):
+    """Grouped bars of per-layer sparsity (%) for several methods: ``{"SparseVD": sparsity_table(m), ...}``."""
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.2))
+    methods = list(tables)
+    layers = [row["layer"] for row in tables[methods[0]]]
+    width = 0.8 / len(methods)
+    for i, method in enumerate(methods):
+        values = [row["sparsity"] for row in tables[method]]
+        ax.bar(np.arange(len(layers)) + i * width, values, width, label=method)
+    ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, [f"layer {n}" for n in layers])
+    ax.set_ylabel("sparsity %")
+    ax.set_ylim(0, 100)
+    ax.legend(fontsize=8)
+    return fig

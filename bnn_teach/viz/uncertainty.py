@@ -1,0 +1,103 @@
+"""Uncertainty pictures (lecture 7): regression bands, reliability diagrams, in- vs out-of-distribution."""
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bnn_teach import metrics as _metrics
+from bnn_teach.uncertainty import decompose
+
+__all__ = ["plot_regression_bands", "plot_reliability", "plot_uncertainty_hist", "plot_certainty_grid"]
+
+
+def _np(t):
+    return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
+
+
+def plot_regression_bands(x_grid, prediction: dict, X_train=None, y_train=None, ax=None, num_std: float = 2.0):
+    """Predictive mean with two bands of ``num_std`` standard deviations: the epistemic part alone
+    (inner) and the total, epistemic + aleatoric (outer), and the training data.
+
+    ``prediction`` is :func:`bnn_teach.predict.predictive_regression`'s dict (``mean``, ``aleatoric``, ``epistemic``).
+    """
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.5))
+    x = _np(x_grid).reshape(-1)
+    mean = _np(prediction["mean"])
+    epi = np.sqrt(_np(prediction["epistemic"]))
+    total = np.sqrt(_np(prediction["epistemic"]) + _np(prediction["aleatoric"]))
+    ax.fill_between(x, mean - num_std * total, mean + num_std * total, color="tab:orange", alpha=0.3,
+                    label=f"±{num_std:g} sd total (aleatoric + epistemic)")
+    ax.fill_between(x, mean - num_std * epi, mean + num_std * epi, color="tab:blue", alpha=0.4,
+                    label=f"±{num_std:g} sd epistemic")
+    ax.plot(x, mean, color="k", lw=1.5, label="predictive mean")
+    if X_train is not None:
+        ax.scatter(_np(X_train).reshape(-1), _np(y_train).reshape(-1), s=6, color="k", alpha=0.6, label="training data")
+    ax.legend(fontsize=7, loc="best")
+    ax.set_xlabel("x")
+    ax.set_ylabel("y")
+    return fig
+
+
+def plot_reliability(probs, y, num_bins: int = 15, ax=None):
+    """Reliability diagram: accuracy per confidence bin against the diagonal; ECE in the title."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4, 4))
+    bins = _metrics.reliability_bins(probs, y, num_bins)
+    centres = _np((bins["edges"][:-1] + bins["edges"][1:]) / 2)
+    acc = np.nan_to_num(_np(bins["accuracy"]))
+    ax.bar(centres, acc, width=1.0 / num_bins, edgecolor="k", alpha=0.7, label="accuracy")
+    ax.plot([0, 1], [0, 1], "k--", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1)
+    ax.set_xlabel("confidence")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"ECE = {100 * _metrics.ece(probs, y, num_bins):.2f} %")
+    ax.legend(fontsize=8, loc="upper left")
+    return fig
+
+
+def plot_uncertainty_hist(probs_in, probs_out, kind: str = "epistemic", bins: int = 40, ax=None):
+    """Histograms of an uncertainty (``total``, ``aleatoric`` or ``epistemic``) for in- and out-of-distribution
+    inputs, with the AUROC of telling them apart by it in the title."""
+    import matplotlib.pyplot as plt
+
+    if kind not in ("total", "aleatoric", "epistemic"):
+        raise ValueError(f"kind must be 'total', 'aleatoric' or 'epistemic', got {kind!r}")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3))
+    u_in = getattr(decompose(probs_in), kind)
+    u_out = getattr(decompose(probs_out), kind)
+    ax.hist(_np(u_in), bins=bins, alpha=0.6, density=True, label="in distribution")
+    ax.hist(_np(u_out), bins=bins, alpha=0.6, density=True, label="out of distribution")
+    scores = torch.cat([u_in, u_out]).cpu()
+    labels = torch.cat([torch.zeros(len(u_in)), torch.ones(len(u_out))])
+    ax.set_title(f"{kind} uncertainty · AUROC {_metrics.auroc(scores, labels):.3f}")
+    ax.set_xlabel("nats")
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_certainty_grid(X, probs, k: int = 5):
+    """The ``k`` most and ``k`` least certain images (by total predictive entropy), each above a bar chart
+    of its predictive distribution. Top rows: most certain; bottom rows: least certain."""
+    import matplotlib.pyplot as plt
+
+    u = decompose(probs)
+    mean = probs.mean(0) if probs.dim() == 3 else probs
+    order = torch.argsort(u.total.cpu())
+    picks = [("most certain", order[:k]), ("least certain", order[-k:].flip(0))]
+    fig, axes = plt.subplots(4, k, figsize=(1.8 * k, 6.4), squeeze=False)
+    for block, (label, idx) in enumerate(picks):
+        for j, i in enumerate(idx.tolist()):
+            img_ax, bar_ax = axes[2 * block, j], axes[2 * block + 1, j]
+            img_ax.imshow(_np(X[i]).reshape(28, 28), cmap="gray")
+            img_ax.set_axis_off()
+            img_ax.set_title(f"{label}\nH = {float(u.total[i]):.2f}", fontsize=7)
+            bar_ax.bar(range(mean.shape[-1]), _np(mean[i]))
+            bar_ax.set_ylim(0, 1)
+            bar_ax.set_xticks(range(mean.shape[-1]))
+            bar_ax.tick_params(labelsize=6)
+    fig.tight_layout()
+    return fig

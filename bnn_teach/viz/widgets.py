@@ -1,0 +1,99 @@
+"""Interactive explorers (lecture 7). They work headless: the figure is computed without a frontend,
+and where ipywidgets is missing the explorer is just its static figure."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from bnn_teach import data as _data
+from bnn_teach.nn import BayesLinear, MCDropout
+from bnn_teach.predict import predictive_regression
+from bnn_teach.priors import GaussianPrior
+from bnn_teach.train import fit
+from bnn_teach.viz.uncertainty import plot_regression_bands
+
+__all__ = ["RegressionExplorer", "regression_explorer"]
+
+
+def _heteroscedastic_nll(out, y):
+    mean, log_var = out[:, :1], out[:, 1:]
+    return (0.5 * (log_var + (y - mean) ** 2 / torch.exp(log_var))).mean()
+
+
+class RegressionExplorer:
+    """Fit a small Bayesian network to 1-D regression data and show its predictive bands.
+
+    Knobs: ``prior_sigma`` (Gaussian prior of the BBB layers), ``kl_weight``, ``num_samples``
+    (Monte Carlo samples of the prediction) and ``dropout`` (MC dropout rate after each hidden layer).
+    :meth:`update` refits and redraws; :meth:`widget` wires ipywidgets sliders to it (``observe``).
+    The network predicts a mean and a log noise variance, so the bands split into aleatoric and epistemic.
+    """
+
+    def __init__(self, X=None, y=None, prior_sigma=1.0, kl_weight=1.0, num_samples=30, dropout=0.0,
+                 hidden=32, num_epochs=150, seed=0):
+        if X is None:
+            X, y = _data.regression_1d(120, seed=seed)
+        self.X, self.y = X, y
+        self.values = dict(prior_sigma=prior_sigma, kl_weight=kl_weight, num_samples=num_samples, dropout=dropout)
+        self.hidden, self.num_epochs, self.seed = hidden, num_epochs, seed
+        self.x_grid = torch.linspace(-6, 6, 200).unsqueeze(1)
+        self.num_updates = 0
+        self.prediction = None
+        import matplotlib.pyplot as plt
+
+        self.figure, self.ax = plt.subplots(figsize=(6, 3.5))
+        self.update()
+
+    def build(self) -> nn.Module:
+        prior = GaussianPrior(float(self.values["prior_sigma"]))
+        p = float(self.values["dropout"])
+        return nn.Sequential(BayesLinear(1, self.hidden, prior=prior, init_rho=-4.0), nn.Tanh(), MCDropout(p),
+                             BayesLinear(self.hidden, self.hidden, prior=prior, init_rho=-4.0), nn.Tanh(), MCDropout(p),
+                             BayesLinear(self.hidden, 2, prior=prior, init_rho=-4.0))
+
+    def update(self, **values):
+        """Set any of the knobs, refit, recompute the prediction and redraw. Returns the prediction."""
+        unknown = set(values) - set(self.values)
+        if unknown:
+            raise ValueError(f"unknown knob(s) {sorted(unknown)}; the knobs are {sorted(self.values)}")
+        self.values.update(values)
+        torch.manual_seed(self.seed)
+        model = self.build()
+        fit(model, (self.X, self.y), self.num_epochs, torch.optim.Adam(model.parameters(), lr=1e-2),
+            batch_size=len(self.X), kl_weight=float(self.values["kl_weight"]), nll_fn=_heteroscedastic_nll,
+            progress=False)
+        self.model = model
+        self.prediction = predictive_regression(model, self.x_grid, num_samples=int(self.values["num_samples"]))
+        self.ax.clear()
+        plot_regression_bands(self.x_grid, self.prediction, self.X, self.y, ax=self.ax)
+        v = self.values
+        self.ax.set_title(f"prior σ {v['prior_sigma']:g} · KL weight {v['kl_weight']:g} · "
+                          f"{int(v['num_samples'])} samples · dropout {v['dropout']:g}", fontsize=9)
+        self.figure.canvas.draw_idle()
+        self.num_updates += 1
+        return self.prediction
+
+    def widget(self):
+        """Sliders whose ``observe`` callbacks call :meth:`update`; the static figure without ipywidgets."""
+        try:
+            import ipywidgets as widgets
+        except ImportError:  # pragma: no cover - ipywidgets is a dependency
+            return self.figure
+        sliders = {
+            "prior_sigma": widgets.FloatLogSlider(value=self.values["prior_sigma"], base=10, min=-2, max=1, description="prior σ"),
+            "kl_weight": widgets.FloatSlider(value=self.values["kl_weight"], min=0.0, max=2.0, step=0.1, description="KL weight"),
+            "num_samples": widgets.IntSlider(value=self.values["num_samples"], min=1, max=200, description="MC samples"),
+            "dropout": widgets.FloatSlider(value=self.values["dropout"], min=0.0, max=0.9, step=0.05, description="dropout"),
+        }
+        for name, slider in sliders.items():
+            slider.continuous_update = False
+            slider.observe(lambda change, name=name: self.update(**{name: change["new"]}), names="value")
+        box = widgets.VBox(list(sliders.values()))
+        box.sliders = sliders
+        return box
+
+
+def regression_explorer(**kwargs):
+    """Build a :class:`RegressionExplorer` and return ``(explorer, widget)``."""
+    explorer = RegressionExplorer(**kwargs)
+    return explorer, explorer.widget()

@@ -1,0 +1,219 @@
+"""bnn_teach.viz with the Agg backend: the plotted content matches the inputs, not just "no exception"."""
+import math
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+from PIL import Image  # noqa: E402
+from torch import nn  # noqa: E402
+
+import bnn_teach as bt  # noqa: E402
+from bnn_teach import viz  # noqa: E402
+from bnn_teach.train import History, fit  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def _close():
+    yield
+    plt.close("all")
+
+
+def sparse_layer():
+    torch.manual_seed(0)
+    layer = bt.nn.LinearSVDO(784, 300)
+    with torch.no_grad():
+        layer.log_sigma2.copy_(torch.log(layer.weight**2) + torch.empty_like(layer.weight).uniform_(-2, 6))
+    return layer
+
+
+def test_plot_weights_leaves_exactly_the_pruned_weights_empty():
+    layer = sparse_layer()
+    mask = bt.sparsity.weight_mask(layer).numpy()
+    fig = viz.plot_weights(layer.weight.detach().numpy(), mask, title="t", patch=100)
+    shown = fig.axes[0].images[0].get_array()
+    assert shown.shape == (100, 100)
+    np.testing.assert_array_equal(np.ma.getmaskarray(shown) | np.isnan(np.ma.getdata(shown)), ~mask[:100, :100])
+    np.testing.assert_allclose(np.ma.getdata(shown)[mask[:100, :100]], layer.weight.detach().numpy()[:100, :100][mask[:100, :100]])
+    assert fig.axes[0].get_title() == "t"
+
+
+def test_input_tiles_and_conv_filters_grids():
+    layer = sparse_layer()
+    mask = bt.sparsity.weight_mask(layer).numpy()
+    fig = viz.plot_input_tiles(layer.weight.detach().numpy(), mask, num_units=16)
+    tiles = [ax for ax in fig.axes if ax.images]
+    assert len(tiles) == 16
+    first = tiles[0].images[0].get_array()
+    assert first.shape == (28, 28)
+    np.testing.assert_array_equal(np.isnan(np.ma.getdata(first)).ravel(), ~mask[0])
+    conv = bt.nn.Conv2dSVDO(3, 4, 5)
+    fig = viz.plot_conv_filters(conv.weight.detach().numpy(), bt.sparsity.weight_mask(conv).numpy(), title="c")
+    assert sum(1 for ax in fig.axes if ax.images) == 12
+    with pytest.raises(ValueError, match="kernels"):
+        viz.plot_conv_filters(np.zeros((3, 3)), np.ones((3, 3), bool))
+
+
+@pytest.fixture(scope="module")
+def recorded():
+    """A short SparseVD run on the embedded subset, recorded every epoch."""
+    X, y = bt.data.load_mnist("train", download=False, root="/nonexistent", subset=2000)
+    Xt, yt = bt.data.load_mnist("test", download=False, root="/nonexistent", subset=500)
+    torch.manual_seed(0)
+    model = bt.models.lenet300("svdo")
+    recorder = viz.SparsityRecorder()
+    fit(model, (X, y), 4, torch.optim.Adam(model.parameters(), 1e-3), test_data=(Xt, yt), callbacks=[recorder],
+        kl_weight=bt.objectives.linear_warmup(2), progress=False)
+    return model, recorder
+
+
+def test_recorder_frames_match_the_model(recorded):
+    model, recorder = recorded
+    assert [f["epoch"] for f in recorder.frames] == [1, 2, 3, 4]
+    assert recorder.layer_names() == ["1", "3", "5"]
+    final_mask = bt.sparsity.weight_mask(model[1]).numpy()
+    np.testing.assert_array_equal(recorder.mask(-1, "1"), final_mask)
+    np.testing.assert_allclose(recorder.score(-1, "1"), model[1].log_alpha.detach().numpy(), atol=0.01)
+    assert recorder.frames[-1]["compression"] == pytest.approx(bt.sparsity.compression_ratio(model))
+    assert recorder.frames[0]["compression"] < recorder.frames[-1]["compression"]
+
+
+def test_recorder_memory_is_bounded_for_100_epochs():
+    model = bt.models.lenet300("svdo")
+    recorder = viz.SparsityRecorder(max_frames=200)
+    history = History()
+    for epoch in range(1, 101):
+        history.append({"epoch": epoch, "test_acc": 0.9})
+        recorder(epoch, model, history)
+    assert len(recorder.frames) == 100
+    assert recorder.nbytes() < 200 * 2**20, f"{recorder.nbytes() / 2**20:.0f} MB"
+    small = viz.SparsityRecorder(max_frames=8)
+    for epoch in range(1, 101):
+        small(epoch, model, history)
+    epochs = [f["epoch"] for f in small.frames]
+    assert len(epochs) <= 8 and len(set(np.diff(epochs))) == 1, epochs
+
+
+def test_frame_title_and_slider_redraw(recorded):
+    _, recorder = recorded
+    box = viz.sparsification_slider(recorder, "1")
+    ax = box.figure.axes[0]
+    last = recorder.frames[-1]
+    assert ax.get_title() == viz.frame_title(last["epoch"], last["compression"], last["accuracy"])
+    assert ax.get_title().startswith("Epoch 4 · compression ") and ax.get_title().endswith(" %")
+    box.slider.value = 0  # triggers the observe callback
+    assert ax.get_title().startswith("Epoch 1 · ")
+    shown = ax.images[0].get_array()
+    np.testing.assert_array_equal(np.isnan(np.ma.getdata(shown)), ~recorder.mask(0, "1")[:100, :100])
+
+
+def test_animation_has_one_frame_per_recorded_epoch(recorded, tmp_path):
+    _, recorder = recorded
+    path = viz.save_animation(recorder, tmp_path / "sparsify.gif", layer="3")
+    with Image.open(path) as gif:
+        assert gif.n_frames == len(recorder.frames)
+    html = viz.save_animation(recorder, tmp_path / "sparsify.html", layer="3")
+    assert "<script" in open(html).read()
+    with pytest.raises(ValueError, match="gif"):
+        viz.save_animation(recorder, tmp_path / "x.mp4")
+
+
+def test_mu_sigma_log_alpha_and_bars(recorded):
+    model, _ = recorded
+    layer = model[3]
+    fig = viz.plot_mu_sigma(layer, max_points=10**6)
+    kept, pruned = fig.axes[0].collections[:2]
+    assert len(pruned.get_offsets()) == int((~bt.sparsity.weight_mask(layer)).sum())
+    assert len(kept.get_offsets()) == int(bt.sparsity.weight_mask(layer).sum())
+    line = fig.axes[0].lines[0].get_xydata()
+    assert line[1, 1] - line[1, 0] == pytest.approx(layer.threshold / 2)
+    fig = viz.plot_log_alpha_hist(model)
+    assert len(fig.axes) == 3
+    tables = {"SparseVD": bt.sparsity.sparsity_table(model),
+              "magnitude": bt.sparsity.sparsity_table(bt.sparsity.prune(model, "magnitude", fraction=0.5))}
+    fig = viz.plot_sparsity_bars(tables)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    assert heights == pytest.approx([r["sparsity"] for t in tables.values() for r in t])
+
+
+def test_regression_bands_and_reliability():
+    x = torch.linspace(-3, 3, 50)
+    pred = {"mean": torch.sin(x), "aleatoric": torch.full((50,), 0.04), "epistemic": x.abs() / 10}
+    fig = viz.plot_regression_bands(x, pred, torch.zeros(5), torch.ones(5))
+    ax = fig.axes[0]
+    assert len(ax.collections) == 3  # two bands + the data
+    np.testing.assert_allclose(ax.lines[0].get_ydata(), torch.sin(x).numpy())
+    outer = ax.collections[0].get_paths()[0].vertices[:, 1]
+    assert outer.max() == pytest.approx(float((torch.sin(x) + 2 * torch.sqrt(0.04 + x.abs() / 10)).max()), rel=1e-5)
+
+    g = torch.Generator().manual_seed(0)
+    probs = torch.softmax(3 * torch.randn(400, 5, generator=g), -1)
+    y = torch.randint(0, 5, (400,), generator=g)
+    fig = viz.plot_reliability(probs, y, num_bins=10)
+    assert fig.axes[0].get_title() == f"ECE = {100 * bt.metrics.ece(probs, y, 10):.2f} %"
+    bins = bt.metrics.reliability_bins(probs, y, 10)
+    heights = [p.get_height() for p in fig.axes[0].patches]
+    np.testing.assert_allclose(heights, np.nan_to_num(bins["accuracy"].numpy()))
+
+
+def test_uncertainty_hist_and_certainty_grid():
+    g = torch.Generator().manual_seed(1)
+    confident = torch.softmax(8 * torch.randn(20, 100, 10, generator=g), -1).mean(0, keepdim=True).expand(5, 100, 10)
+    disagreeing = torch.softmax(8 * torch.randn(5, 80, 10, generator=g), -1)
+    fig = viz.plot_uncertainty_hist(confident, disagreeing, kind="epistemic")
+    u_in, u_out = bt.uncertainty.decompose(confident).epistemic, bt.uncertainty.decompose(disagreeing).epistemic
+    auc = bt.metrics.auroc(torch.cat([u_in, u_out]), torch.cat([torch.zeros(100), torch.ones(80)]))
+    assert fig.axes[0].get_title() == f"epistemic uncertainty · AUROC {auc:.3f}"
+    assert auc > 0.99
+    X = torch.rand(80, 1, 28, 28)
+    fig = viz.plot_certainty_grid(X, disagreeing, k=3)
+    assert len(fig.axes) == 12
+    total = bt.uncertainty.decompose(disagreeing).total
+    most = int(torch.argmin(total))
+    np.testing.assert_allclose(fig.axes[0].images[0].get_array(), X[most, 0].numpy())
+
+
+def test_autocorrelation_and_ess_of_an_ar1_chain():
+    rng = np.random.default_rng(0)
+    phi, n = 0.7, 100_000
+    x = np.empty(n)
+    x[0] = 0
+    noise = rng.normal(size=n)
+    for t in range(1, n):
+        x[t] = phi * x[t - 1] + noise[t]
+    rho = viz.autocorrelation(x, max_lag=5)
+    np.testing.assert_allclose(rho, phi ** np.arange(6), atol=0.02)
+    expected = n * (1 - phi) / (1 + phi)
+    assert viz.effective_sample_size(x) == pytest.approx(expected, rel=0.1)
+    assert viz.effective_sample_size(rng.normal(size=5000)) == pytest.approx(5000, rel=0.1)
+    fig = viz.plot_traces({"theta": torch.tensor(x[:2000])})
+    assert fig.axes[0].get_title().startswith("theta · ESS ")
+    np.testing.assert_allclose(fig.axes[0].lines[0].get_ydata(), x[:2000])
+    with pytest.raises(ValueError, match="constant"):
+        viz.autocorrelation(np.ones(10))
+
+
+def test_samples_2d_over_exact_density():
+    samples = torch.randn(300, 2, dtype=torch.float64)
+    fig = viz.plot_samples_2d(samples, lambda p: -0.5 * (p**2).sum(1), extent=(-3, 3, -3, 3))
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.collections[-1].get_offsets(), samples.numpy())
+    assert len(ax.collections) >= 2, "contours and the samples"
+
+
+def test_regression_explorer_recomputes_on_slider_change():
+    explorer = bt.viz.RegressionExplorer(num_epochs=20, num_samples=5)
+    box = explorer.widget()
+    before = explorer.prediction["epistemic"].clone()
+    assert explorer.num_updates == 1
+    box.sliders["dropout"].value = 0.5  # the observe callback refits
+    assert explorer.num_updates == 2 and explorer.values["dropout"] == 0.5
+    assert not torch.allclose(explorer.prediction["epistemic"], before)
+    assert "dropout 0.5" in explorer.ax.get_title()
+    box.sliders["num_samples"].value = 7
+    assert explorer.prediction["samples"].shape[0] == 7
+    with pytest.raises(ValueError, match="knob"):
+        explorer.update(learning_rate=1.0)
