@@ -20,7 +20,7 @@ from torch import nn
 
 from bnn_teach import data, models, objectives, sparsity
 from bnn_teach.priors import GaussianPrior, ScaleMixturePrior
-from bnn_teach.sgmcmc import SGHMC, SGLD, SGLDSA
+from bnn_teach.sgmcmc import sample_linear_regression
 from bnn_teach.train import History, evaluate, fit
 from bnn_teach.utils import fast_mode, get_device, set_seed
 
@@ -53,6 +53,7 @@ class Context:
     fast: bool
     seed: int = 0
     lr: float | None = None
+    lr_floor: float = 0.0
     notes: list = field(default_factory=list)
 
     def epochs_or(self, default: int, fast: int = 1) -> int:
@@ -102,8 +103,9 @@ def train_resumable(ctx: Context, name: str, model: nn.Module, optimizer, train_
     return history
 
 
-def _linear_decay(optimizer, num_epochs):
-    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: max(0.0, 1.0 - e / num_epochs))
+def _linear_decay(optimizer, num_epochs, floor: float = 0.0):
+    """Learning rate decayed linearly from its initial value to ``floor`` times it over ``num_epochs``."""
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda e: max(floor, 1.0 - (1.0 - floor) * e / num_epochs))
 
 
 def _summary(model, test_data) -> dict:
@@ -122,12 +124,12 @@ def _sparsevd(ctx: Context, builder, name: str, default_epochs: int, lr: float =
     set_seed(ctx.seed)
     model = builder("svdo").to(ctx.device)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    scheduler = _linear_decay(optimizer, epochs)
+    scheduler = _linear_decay(optimizer, epochs, ctx.lr_floor)
     start = time.perf_counter()
     history = train_resumable(ctx, name, model, optimizer, train_data, test_data, epochs,
                               kl_weight=objectives.linear_warmup(max(1, epochs // 10)), scheduler=scheduler)
     ours = _summary(model, test_data)
-    ours.update(epochs=epochs, lr=lr, seconds=round(time.perf_counter() - start, 1),
+    ours.update(epochs=epochs, lr=lr, lr_floor=ctx.lr_floor, seconds=round(time.perf_counter() - start, 1),
                 csr_bytes=sparsity.storage_bytes(model, "csr"), dense_bytes=sparsity.storage_bytes(model, "dense"))
     return ours, history, model
 
@@ -200,37 +202,11 @@ def sgld_sa(ctx: Context):
     rows, history = [], History()
     for seed in seeds:
         X, y, beta, X_test, y_test = data.large_p_small_n(seed=seed, num_test=500)
-        N, batch = len(y), 50
         for kind in ("sgld", "sghmc", "sgld-sa"):
-            torch.manual_seed(ctx.seed + 1)
-            b = torch.zeros(1000, requires_grad=True)
-            if kind == "sgld-sa":
-                opt = SGLDSA([b], lr=5e-4, num_data=N, temperature=0.1)
-            elif kind == "sgld":
-                opt = SGLD([b], lr=5e-4, num_data=N, temperature=0.1)
-            else:
-                opt = SGHMC([b], lr=5e-5, num_data=N, friction=0.1, temperature=0.1)
-            total, count = torch.zeros(1000), 0
-            for step in range(steps):
-                idx = torch.randperm(N)[:batch]
-                resid = y[idx] - X[idx] @ b
-                if kind == "sgld-sa":
-                    loss = (resid**2).mean() / (2 * opt.sigma**2)
-                else:
-                    loss = (resid**2).mean() / 6.0 + (b**2).sum() / (2 * N)
-                opt.zero_grad()
-                loss.backward()
-                if kind == "sgld-sa":
-                    opt.step(sse=float((resid.detach() ** 2).sum()), batch_size=batch)
-                else:
-                    opt.step()
-                if step >= steps // 2:
-                    total += b.detach()
-                    count += 1
-                if kind == "sgld-sa" and seed == seeds[0] and step % 100 == 0:
-                    history.append({"epoch": step, "nll": float(loss.detach()), "sigma": opt.sigma, "delta": opt.delta,
-                                    "beta1": float(b[0]), "beta2": float(b[1]), "beta3": float(b[2])})
-            est = total / count
+            est, opt, trace = sample_linear_regression(kind, X, y, steps, seed=ctx.seed + 1)
+            if kind == "sgld-sa" and seed == seeds[0]:
+                for step, b3, sigma in trace:
+                    history.append({"epoch": step, "sigma": sigma, "beta1": b3[0], "beta2": b3[1], "beta3": b3[2]})
             rows.append({"seed": seed, "method": kind, "beta1..3": [round(v, 2) for v in est[:3].tolist()],
                          "true beta1..3": [round(v, 2) for v in beta[:3].tolist()],
                          "false positives": int((est[3:].abs() > 0.1).sum()),
@@ -298,12 +274,16 @@ def _table(name: str, ours: dict) -> str:
             continue
         if isinstance(o, dict):
             o = ", ".join(f"{k}={v}" for k, v in o.items())
+        if len(str(p)) > 24 or len(str(o)) > 24:
+            lines.append(f"  {key}:")
+            lines += [f"    paper: {p}"] * bool(p != "") + [f"    ours:  {o}"] * bool(o != "")
+            continue
         lines.append(f"  {key:<28}{str(p):>24}{str(o):>24}")
     return "\n".join(lines)
 
 
 def run(name: str, epochs: int | None = None, device=None, out=None, restart: bool = False,
-        progress: bool = True, seed: int = 0, lr: float | None = None) -> dict:
+        progress: bool = True, seed: int = 0, lr: float | None = None, lr_floor: float = 0.0) -> dict:
     """Run one experiment; returns ``{"experiment", "paper", "ours", "notes"}`` (also written to results.json)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
@@ -313,8 +293,10 @@ def run(name: str, epochs: int | None = None, device=None, out=None, restart: bo
     out.mkdir(parents=True, exist_ok=True)
     if lr is not None and not (isinstance(lr, float) and lr > 0):
         raise ValueError(f"lr must be a positive float, got {lr!r}")
+    if not 0.0 <= lr_floor < 1.0:
+        raise ValueError(f"lr_floor must be in [0, 1), got {lr_floor!r}")
     ctx = Context(out=out, device=get_device(device), epochs=epochs, restart=restart, progress=progress,
-                  fast=fast_mode(), seed=seed, lr=lr)
+                  fast=fast_mode(), seed=seed, lr=lr, lr_floor=lr_floor)
     start = time.perf_counter()
     ours, history, model = EXPERIMENTS[name](ctx)
     result = {"experiment": name, "paper": PAPER[name], "ours": ours, "notes": ctx.notes,
@@ -338,13 +320,15 @@ def add_parser(sub):
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=None, help="Adam's initial learning rate for the SparseVD experiments")
+    p.add_argument("--lr-floor", type=float, default=0.0,
+                   help="SparseVD: decay the learning rate linearly to this fraction of --lr (default 0, the paper's code)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 
 
 def main_from_args(args) -> int:
     run(args.experiment, epochs=args.epochs, device=args.device, out=args.out, restart=args.restart,
-        progress=not args.no_progress, seed=args.seed, lr=args.lr)
+        progress=not args.no_progress, seed=args.seed, lr=args.lr, lr_floor=args.lr_floor)
     return 0
 
 

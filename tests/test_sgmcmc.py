@@ -145,31 +145,9 @@ def test_welling_teh_mixture_visits_both_modes():
 def test_sgld_sa_recovers_the_sparse_coefficients():
     """Deng et al. 2019 large-p-small-n (seed 1): beta1..3 recovered, the 997 zeros shrunk; plain SGLD fails."""
     X, y, beta, X_test, y_test = bt.data.large_p_small_n(seed=1, num_test=500)
-    N, batch = len(y), 50
     results = {}
     for kind in ("sgld-sa", "sgld"):
-        torch.manual_seed(1)
-        b = torch.zeros(1000, requires_grad=True)
-        opt = (SGLDSA([b], lr=5e-4, num_data=N, temperature=0.1) if kind == "sgld-sa"
-               else SGLD([b], lr=5e-4, num_data=N, temperature=0.1))
-        total, count = torch.zeros(1000), 0
-        for step in range(10000):
-            idx = torch.randperm(N)[:batch]
-            resid = y[idx] - X[idx] @ b
-            if kind == "sgld-sa":
-                loss = (resid**2).mean() / (2 * opt.sigma**2)
-            else:  # known noise variance 3, N(0, 1) prior
-                loss = (resid**2).mean() / 6 + (b**2).sum() / 2 / N
-            opt.zero_grad()
-            loss.backward()
-            if kind == "sgld-sa":
-                opt.step(sse=float((resid.detach() ** 2).sum()), batch_size=batch)
-            else:
-                opt.step()
-            if step >= 5000:
-                total += b.detach()
-                count += 1
-        estimate = total / count
+        estimate, opt, _ = bt.sgmcmc.sample_linear_regression(kind, X, y, num_steps=10000)
         results[kind] = (estimate, float(((y_test - X_test @ estimate) ** 2).mean()), opt)
     estimate, test_mse, opt = results["sgld-sa"]
     assert torch.all((estimate[:3] - beta[:3]).abs() < 0.5), f"beta1..3 {estimate[:3].tolist()} vs {beta[:3].tolist()}"

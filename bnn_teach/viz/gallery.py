@@ -35,6 +35,7 @@ def render_all(out_dir, epochs: int = 3) -> list[Path]:
         plt.close(fig)
         written.append(path)
 
+    small = bt.utils.fast_mode()  # CI: fewer tiles and sampler steps, the same figures
     bt.utils.set_seed(0)
     X, y = bt.data.load_mnist("train", subset=3000)
     Xt, yt = bt.data.load_mnist("test", subset=1000)
@@ -46,6 +47,7 @@ def render_all(out_dir, epochs: int = 3) -> list[Path]:
     save(viz.plot_history(history), "history")
     save(viz.plot_frame(recorder, len(recorder.frames) - 1, "1"), "weights_patch")
     save(viz.plot_input_tiles(first.weight.detach().numpy(), bt.sparsity.weight_mask(first).numpy(),
+                              num_units=36 if small else 100,
                               title=viz.frame_title(epochs, bt.sparsity.compression_ratio(model), history[-1]["test_acc"])),
          "input_tiles")
     conv = bt.models.lenet5("svdo")
@@ -66,7 +68,7 @@ def render_all(out_dir, epochs: int = 3) -> list[Path]:
     save(viz.plot_uncertainty_hist(probs, bt.predict.mc_predict(model, noise, num_samples=10), "total"), "in_vs_out")
     save(viz.plot_certainty_grid(Xt, probs, k=5), "certainty_grid")
 
-    explorer = viz.RegressionExplorer(num_epochs=150, dropout=0.1)
+    explorer = viz.RegressionExplorer(num_epochs=50 if small else 150, dropout=0.1)
     save(explorer.figure, "regression_explorer")
 
     # SGLD on Welling & Teh's mixture, over the exact (unnormalised) posterior
@@ -82,12 +84,12 @@ def render_all(out_dir, epochs: int = 3) -> list[Path]:
     theta = torch.zeros(1, 2, requires_grad=True)
     opt = bt.sgmcmc.SGLD([theta], lr=1e-3, num_data=100)
     chain = []
-    for _ in range(6000):
+    for _ in range(3000 if small else 6000):
         opt.zero_grad()
         (-log_post(theta).sum() / 100).backward()
         opt.step()
         chain.append(theta.detach()[0].clone())
-    chain = torch.stack(chain[1000:])
+    chain = torch.stack(chain[500:])
     save(viz.plot_samples_2d(chain, log_post, extent=(-1.5, 2.5, -3, 3)), "sgld_mixture")
     save(viz.plot_traces({"theta1": chain[:, 0], "theta2": chain[:, 1]}), "traces")
     save(viz.plot_autocorrelation({"theta1": chain[:, 0], "theta2": chain[:, 1]}), "autocorrelation")
