@@ -15,7 +15,7 @@ import torch
 __all__ = ["render_all"]
 
 
-def render_all(out_dir, epochs: int = 3) -> list[Path]:
+def render_all(out_dir, epochs: int = 8) -> list[Path]:
     """Write one PNG per figure (and the sparsification GIF) into ``out_dir``; returns the paths."""
     import matplotlib
 
@@ -37,7 +37,7 @@ def render_all(out_dir, epochs: int = 3) -> list[Path]:
 
     small = bt.utils.fast_mode()  # CI: fewer tiles and sampler steps, the same figures
     bt.utils.set_seed(0)
-    X, y = bt.data.load_mnist("train", subset=3000)
+    X, y = bt.data.load_mnist("train", subset=2000 if small else 10_000)
     Xt, yt = bt.data.load_mnist("test", subset=1000)
     model = bt.models.lenet300("svdo")
     recorder = viz.SparsityRecorder()

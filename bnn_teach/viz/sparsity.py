@@ -132,9 +132,14 @@ def plot_input_tiles(weight, mask, num_units: int = 100, title=None, image_shape
     rows = int(math.ceil(len(w) / cols))
     fig, axes = plt.subplots(rows, cols, figsize=(cols * 0.6, rows * 0.6 + (0.4 if title else 0)), squeeze=False)
     for i, ax in enumerate(axes.flat):
-        ax.set_axis_off()
         if i < len(w):
             _imshow(ax, w[i].reshape(image_shape))
+            ax.set_xticks([])
+            ax.set_yticks([])
+            for spine in ax.spines.values():  # a thin frame: a fully pruned unit is an empty square
+                spine.set_color("0.8")
+        else:
+            ax.set_axis_off()
     if title:
         fig.suptitle(title)
     return fig
