@@ -278,11 +278,19 @@ class SGLDSA(SGLD):
     a, b, nu, lam : hyper-parameters of the Beta and inverse-gamma priors
     sa_weight : callable ``k -> omega_k`` (default ``(k + 1000) ** -0.7``: slow enough for beta to move first)
     regression : use the regression update of sigma (else classification)
+    prune : optional ``(S, D, U)``: after step k, set the ``s_k = S (1 - D^{k/U})`` fraction of the
+        parameters with the smallest magnitude (over all groups together) to zero (Algorithm 1's
+        pruning schedule; the sparse rate rises towards the target S)
     """
 
     def __init__(self, params, lr, num_data, temperature=1.0, v0=0.01, v1=10.0, a=1.0, b=None, nu=1.0, lam=1.0,
-                 sigma_init=1.0, delta_init=0.5, sa_weight=None, regression=True):
+                 sigma_init=1.0, delta_init=0.5, sa_weight=None, regression=True, prune=None):
         super().__init__(params, lr, num_data, temperature)
+        if prune is not None:
+            target, decay, interval = prune
+            if not (0.0 < target < 1.0 and 0.0 < decay < 1.0 and interval > 0):
+                raise ValueError(f"prune must be (S in (0, 1), D in (0, 1), U > 0), got {prune!r}")
+        self.prune = prune
         for name, value in (("v0", v0), ("v1", v1), ("a", a), ("nu", nu), ("lam", lam), ("sigma_init", sigma_init)):
             check_positive(name, value)
         if not 0.0 < delta_init < 1.0:
@@ -343,7 +351,26 @@ class SGLDSA(SGLD):
         delta_tilde = (rho_sum + self.a - 1) / (self.a + self.b + self.p - 2)
         self.sigma = (1 - omega) * sigma + omega * sigma_tilde
         self.delta = min(max((1 - omega) * delta + omega * delta_tilde, 1e-6), 1 - 1e-6)
+        if self.prune is not None:
+            self._prune_smallest(self.sparse_rate())
         return loss
+
+    def sparse_rate(self, k: int | None = None) -> float:
+        """The pruning schedule's sparse rate after step ``k`` (default: the current step): S (1 - D^{k/U})."""
+        if self.prune is None:
+            return 0.0
+        target, decay, interval = self.prune
+        return target * (1.0 - decay ** ((self.k if k is None else k) / interval))
+
+    def _prune_smallest(self, rate: float):
+        params = self._params()
+        magnitudes = torch.cat([p.detach().abs().flatten() for p in params])
+        count = int(rate * magnitudes.numel())
+        if count == 0:
+            return
+        threshold = torch.kthvalue(magnitudes.cpu(), count).values.item()
+        for p in params:
+            p.masked_fill_(p.abs() <= threshold, 0.0)
 
     def inclusion_probabilities(self) -> list[torch.Tensor]:
         """rho: the estimated probability that each parameter belongs to the slab (is 'in the model')."""

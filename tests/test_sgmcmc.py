@@ -209,3 +209,23 @@ def test_bad_sampler_arguments(kwargs, name):
         opt = SGLDSA(p, lr=0.1, num_data=10)
         p[0].grad = torch.zeros(1)
         opt.step()
+
+
+def test_sgld_sa_pruning_schedule_reaches_the_sparse_rate():
+    X, y, beta, X_test, y_test = bt.data.large_p_small_n(seed=1, num_test=200)
+    torch.manual_seed(0)
+    b = torch.zeros(1000, requires_grad=True)
+    opt = SGLDSA([b], lr=5e-4, num_data=100, temperature=0.1, prune=(0.99, 0.5, 200))
+    for step in range(2000):
+        idx = torch.randperm(100)[:50]
+        resid = y[idx] - X[idx] @ b
+        opt.zero_grad()
+        ((resid**2).mean() / (2 * opt.sigma**2)).backward()
+        opt.step(sse=float((resid.detach() ** 2).sum()), batch_size=50)
+    rate = opt.sparse_rate()
+    assert rate == pytest.approx(0.99 * (1 - 0.5**10))
+    zeros = float((b.detach() == 0).float().mean())
+    assert abs(zeros - rate) < 0.002, f"{zeros:.4f} of the coefficients are zero, the schedule says {rate:.4f}"
+    assert torch.all(b.detach()[:2] != 0), "the large coefficients survive pruning"
+    with pytest.raises(ValueError, match="prune"):
+        SGLDSA([b], lr=1e-3, num_data=100, prune=(1.5, 0.5, 10))
