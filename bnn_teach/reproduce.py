@@ -54,6 +54,7 @@ class Context:
     seed: int = 0
     lr: float | None = None
     lr_floor: float = 0.0
+    train_size: int | None = None
     notes: list = field(default_factory=list)
 
     def epochs_or(self, default: int, fast: int = 1) -> int:
@@ -63,6 +64,10 @@ class Context:
 def _mnist(ctx: Context, train_subset=None, test_subset=None):
     root_note = data.mnist_source()
     X, y = data.load_mnist("train", subset=train_subset if not ctx.fast else min(train_subset or 2000, 2000))
+    if ctx.train_size is not None:  # the first N images, as in code that holds the last 10,000 out for validation
+        if ctx.train_size > len(X):
+            raise ValueError(f"train_size={ctx.train_size} is more than the {len(X)} training images available")
+        X, y = X[:ctx.train_size], y[:ctx.train_size]
     Xt, yt = data.load_mnist("test", subset=test_subset if not ctx.fast else min(test_subset or 1000, 1000))
     ctx.notes.append(f"MNIST from {root_note}: {len(X)} train / {len(Xt)} test images")
     return (X, y), (Xt, yt)
@@ -129,7 +134,7 @@ def _sparsevd(ctx: Context, builder, name: str, default_epochs: int, lr: float =
     history = train_resumable(ctx, name, model, optimizer, train_data, test_data, epochs,
                               kl_weight=objectives.linear_warmup(max(1, epochs // 10)), scheduler=scheduler)
     ours = _summary(model, test_data)
-    ours.update(epochs=epochs, lr=lr, lr_floor=ctx.lr_floor, seconds=round(time.perf_counter() - start, 1),
+    ours.update(epochs=epochs, lr=lr, lr_floor=ctx.lr_floor, train_images=len(train_data[0]), seconds=round(time.perf_counter() - start, 1),
                 csr_bytes=sparsity.storage_bytes(model, "csr"), dense_bytes=sparsity.storage_bytes(model, "dense"))
     return ours, history, model
 
@@ -264,7 +269,7 @@ def _figure(name, history, model, path: Path):
 
 def _table(name: str, ours: dict) -> str:
     paper = PAPER[name]
-    lines = [f"{name}  ({paper['source']})", f"  {'':<28}{'paper':>24}{'ours':>24}"]
+    lines = [f"{name}  ({paper['source']})", f"  {'':<24}{'paper':>30}{'ours':>30}"]
     keys = [k for k in paper if k not in ("source",)] + [k for k in ours if k not in paper]
     for key in keys:
         p, o = paper.get(key, ""), ours.get(key, "")
@@ -274,16 +279,17 @@ def _table(name: str, ours: dict) -> str:
             continue
         if isinstance(o, dict):
             o = ", ".join(f"{k}={v}" for k, v in o.items())
-        if len(str(p)) > 24 or len(str(o)) > 24:
+        if len(str(p)) > 29 or len(str(o)) > 29:
             lines.append(f"  {key}:")
             lines += [f"    paper: {p}"] * bool(p != "") + [f"    ours:  {o}"] * bool(o != "")
             continue
-        lines.append(f"  {key:<28}{str(p):>24}{str(o):>24}")
+        lines.append(f"  {key:<24}{str(p):>30}{str(o):>30}")
     return "\n".join(lines)
 
 
 def run(name: str, epochs: int | None = None, device=None, out=None, restart: bool = False,
-        progress: bool = True, seed: int = 0, lr: float | None = None, lr_floor: float = 0.0) -> dict:
+        progress: bool = True, seed: int = 0, lr: float | None = None, lr_floor: float = 0.0,
+        train_size: int | None = None) -> dict:
     """Run one experiment; returns ``{"experiment", "paper", "ours", "notes"}`` (also written to results.json)."""
     if name not in EXPERIMENTS:
         raise ValueError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
@@ -296,7 +302,7 @@ def run(name: str, epochs: int | None = None, device=None, out=None, restart: bo
     if not 0.0 <= lr_floor < 1.0:
         raise ValueError(f"lr_floor must be in [0, 1), got {lr_floor!r}")
     ctx = Context(out=out, device=get_device(device), epochs=epochs, restart=restart, progress=progress,
-                  fast=fast_mode(), seed=seed, lr=lr, lr_floor=lr_floor)
+                  fast=fast_mode(), seed=seed, lr=lr, lr_floor=lr_floor, train_size=train_size)
     start = time.perf_counter()
     ours, history, model = EXPERIMENTS[name](ctx)
     result = {"experiment": name, "paper": PAPER[name], "ours": ours, "notes": ctx.notes,
@@ -320,6 +326,8 @@ def add_parser(sub):
     p.add_argument("--restart", action="store_true", help="ignore an existing checkpoint")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--lr", type=float, default=None, help="Adam's initial learning rate for the SparseVD experiments")
+    p.add_argument("--train-size", type=int, default=None,
+                   help="train on the first N training images (e.g. 50000, holding out the last 10,000)")
     p.add_argument("--lr-floor", type=float, default=0.0,
                    help="SparseVD: decay the learning rate linearly to this fraction of --lr (default 0, the paper's code)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -328,7 +336,8 @@ def add_parser(sub):
 
 def main_from_args(args) -> int:
     run(args.experiment, epochs=args.epochs, device=args.device, out=args.out, restart=args.restart,
-        progress=not args.no_progress, seed=args.seed, lr=args.lr, lr_floor=args.lr_floor)
+        progress=not args.no_progress, seed=args.seed, lr=args.lr, lr_floor=args.lr_floor,
+        train_size=args.train_size)
     return 0
 
 
