@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from bnn_teach import data, models, objectives, sparsity
+from bnn_teach.nn import bayesianize
 from bnn_teach.priors import GaussianPrior, ScaleMixturePrior
 from bnn_teach.sgmcmc import sample_linear_regression
 from bnn_teach.train import History, evaluate, fit
@@ -162,7 +163,6 @@ def bbb_mnist(ctx: Context):
     for label, prior in priors.items():
         set_seed(ctx.seed)
         model = nn.Sequential(nn.Flatten(), nn.Linear(784, 400), nn.ReLU(), nn.Linear(400, 400), nn.ReLU(), nn.Linear(400, 10))
-        from bnn_teach.nn import bayesianize
         bayesianize(model, "bbb", prior=prior, init_rho=-5.0).to(ctx.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         tag = "bbb-" + label.replace(" ", "-")
