@@ -45,6 +45,11 @@ def weight_mask(layer: nn.Module) -> torch.Tensor:
     return layer.weight.detach() != 0
 
 
+def _kept(layer: nn.Module) -> torch.Tensor:
+    """Weights that count as stored: used in eval mode and not exactly zero."""
+    return weight_mask(layer) & (mean_weight(layer) != 0)
+
+
 def log_alpha_mask(layer: nn.Module, threshold: float | None = None) -> torch.Tensor:
     """SparseVD/ARD: keep ``log_alpha < threshold`` (the layer's own threshold by default)."""
     if not isinstance(layer, _SparseVD):
@@ -56,11 +61,15 @@ def log_alpha_mask(layer: nn.Module, threshold: float | None = None) -> torch.Te
     return mask
 
 
+def _snr_scores(layer: nn.Module) -> torch.Tensor:
+    if not isinstance(layer, _BayesByBackprop):
+        raise TypeError(f"signal-to-noise pruning needs BayesLinear/BayesConv2d layers, got {type(layer).__name__}")
+    return layer.snr().detach()
+
+
 def snr_mask(layer: nn.Module, threshold: float) -> torch.Tensor:
     """Bayes by Backprop: keep weights with ``|mu| / sigma >= threshold``."""
-    if not isinstance(layer, _BayesByBackprop):
-        raise TypeError(f"signal-to-noise masks need a BayesLinear/BayesConv2d layer, got {type(layer).__name__}")
-    return layer.snr().detach() >= _number("threshold", threshold)
+    return _snr_scores(layer) >= _number("threshold", threshold)
 
 
 def magnitude_mask(weight: torch.Tensor, threshold: float) -> torch.Tensor:
@@ -78,7 +87,7 @@ def compression_ratio(model: nn.Module) -> float:
     """``|W| / |W != 0|`` over the weights of the prunable layers, as used in eval mode."""
     total = kept = 0
     for _, layer in prunable_layers(model):
-        mask = weight_mask(layer) & (mean_weight(layer) != 0)
+        mask = _kept(layer)
         total += mask.numel()
         kept += int(mask.sum())
     if total == 0:
@@ -107,7 +116,7 @@ def sparsity_table(model: nn.Module) -> SparsityTable:
     """One row per prunable layer: weights kept, total, and sparsity in percent."""
     rows = SparsityTable()
     for name, layer in prunable_layers(model):
-        mask = weight_mask(layer) & (mean_weight(layer) != 0)
+        mask = _kept(layer)
         kept, total = int(mask.sum()), mask.numel()
         rows.append({"layer": name or type(layer).__name__, "kept": kept, "total": total,
                      "sparsity": 100.0 * (1 - kept / total)})
@@ -152,19 +161,15 @@ def prune(model: nn.Module, method: str = "auto", threshold: float | None = None
     if method in ("snr", "magnitude") and (threshold is None) == (fraction is None):
         raise ValueError(f"method={method!r} needs exactly one of threshold= or fraction=")
     layers = prunable_layers(model)
-
-    def score(layer):
-        if method == "snr":
-            return snr_mask_scores(layer)
-        return mean_weight(layer).abs()
-
+    scores = {}
+    if method in ("snr", "magnitude"):
+        scores = {name: _snr_scores(layer) if method == "snr" else mean_weight(layer).abs() for name, layer in layers}
+    strict = False
     if fraction is not None:
-        scores = torch.cat([score(layer).flatten().float().cpu() for _, layer in layers])
-        k = int(round(fraction * scores.numel()))
-        threshold = float(torch.kthvalue(scores, k).values) if k > 0 else float("-inf")
+        flat = torch.cat([s.flatten().float().cpu() for s in scores.values()])
+        k = int(round(fraction * flat.numel()))
+        threshold = float(torch.kthvalue(flat, k).values) if k > 0 else float("-inf")
         strict = k > 0
-    else:
-        strict = False
     masks = {}
     for name, layer in layers:
         if method == "auto":
@@ -172,23 +177,17 @@ def prune(model: nn.Module, method: str = "auto", threshold: float | None = None
         elif method == "log_alpha":
             masks[name] = log_alpha_mask(layer, threshold) if isinstance(layer, _SparseVD) else weight_mask(layer)
         else:
-            s = score(layer)
-            masks[name] = (s > threshold) if strict else (s >= threshold)
+            masks[name] = (scores[name] > threshold) if strict else (scores[name] >= threshold)
     pruned = copy.deepcopy(model)
     for name, layer in prunable_layers(pruned):
-        new = _plain_copy(layer, mean_weight(layer) * masks[name].to(mean_weight(layer).dtype))
+        weight = mean_weight(layer)
+        new = _plain_copy(layer, weight * masks[name].to(weight.dtype))
         if name:
             parent_name, _, child = name.rpartition(".")
             setattr(pruned.get_submodule(parent_name) if parent_name else pruned, child, new)
         else:
             pruned = new
     return pruned.eval()
-
-
-def snr_mask_scores(layer):
-    if not isinstance(layer, _BayesByBackprop):
-        raise TypeError(f"method='snr' needs BayesLinear/BayesConv2d layers, got {type(layer).__name__}")
-    return layer.snr().detach()
 
 
 def storage_bytes(model: nn.Module, sparse_format: str = "csr", value_bytes: int = 4, index_bytes: int = 4) -> int:
@@ -198,7 +197,7 @@ def storage_bytes(model: nn.Module, sparse_format: str = "csr", value_bytes: int
         raise ValueError(f"sparse_format must be 'csr' or 'dense', got {sparse_format!r}")
     total = 0
     for _, layer in prunable_layers(model):
-        mask = weight_mask(layer) & (mean_weight(layer) != 0)
+        mask = _kept(layer)
         if sparse_format == "dense":
             total += mask.numel() * value_bytes
         else:

@@ -208,7 +208,7 @@ def fit(model: nn.Module, train_data, num_epochs: int, optimizer: torch.optim.Op
         record["elbo"] = -(record["nll"] + record["kl"])
         record["kl_weight"] = beta
         record["lr"] = optimizer.param_groups[0]["lr"]
-        if correct or _is_classification(out, yb):
+        if _is_classification(out, yb):
             record["train_acc"] = correct / seen
         if test_data is not None:
             result = evaluate(model, test_data, batch_size=eval_batch_size,
