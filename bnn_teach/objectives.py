@@ -40,20 +40,25 @@ def constant(value: float = 1.0):
     return lambda epoch: float(value)
 
 
-def linear_warmup(num_epochs: int, start: float = 0.0, end: float = 1.0):
-    """A schedule raising the KL weight linearly from ``start`` (epoch 0) to ``end`` (epoch ``num_epochs``), then flat.
+def linear_warmup(num_epochs: int, start: float = 0.0, end: float = 1.0, delay: int = 0):
+    """A schedule holding the KL weight at ``start`` for ``delay`` epochs, then raising it linearly to ``end``
+    over ``num_epochs`` epochs, then flat.
 
-    The SparseVD recipe: ``linear_warmup(50)`` raises it by 0.02 per epoch.
+    The SparseVD recipes: ``linear_warmup(50)`` raises it by 0.02 per epoch (summer school);
+    ``linear_warmup(15, delay=5)`` is the paper's code (0 for 5 epochs, 1 from epoch 20 on).
     """
-    if isinstance(num_epochs, bool) or not isinstance(num_epochs, numbers.Integral) or num_epochs < 0:
-        raise ValueError(f"num_epochs must be a non-negative int, got {num_epochs!r}")
+    for name, value in (("num_epochs", num_epochs), ("delay", delay)):
+        if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 0:
+            raise ValueError(f"{name} must be a non-negative int, got {value!r}")
     check_positive("start", start, allow_zero=True)
     check_positive("end", end, allow_zero=True)
 
     def schedule(epoch: float) -> float:
+        if epoch < delay:
+            return float(start)
         if num_epochs == 0:
             return float(end)
-        frac = min(max(epoch / num_epochs, 0.0), 1.0)
+        frac = min(max((epoch - delay) / num_epochs, 0.0), 1.0)
         return float(start + (end - start) * frac)
 
     return schedule

@@ -147,4 +147,8 @@ def test_elbo_loss_scaling_and_schedules():
         bt.objectives.elbo_loss(torch.ones(3), kl, 10)
     warm = bt.objectives.linear_warmup(50)
     assert [warm(e) for e in (0, 1, 25, 50, 80)] == pytest.approx([0.0, 0.02, 0.5, 1.0, 1.0])
+    paper = bt.objectives.linear_warmup(15, delay=5)  # the paper code's rw_linear: 0 before 5, (e - 5) / 15, 1 from 20
+    assert [paper(e) for e in (0, 4, 5, 8, 19, 20, 100)] == pytest.approx([0, 0, 0, 0.2, 14 / 15, 1, 1])
+    with pytest.raises(ValueError, match="delay"):
+        bt.objectives.linear_warmup(15, delay=-1)
     assert bt.objectives.constant(0.3)(7) == 0.3

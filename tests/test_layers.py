@@ -295,26 +295,34 @@ def test_bad_constructor_arguments():
         bt.nn.BayesLinear(3, 3, prior=1.0)
     with pytest.raises(ValueError, match="out_channels"):
         bt.nn.BayesConv2d(3, -2, 3)
+    with pytest.raises(TypeError, match="train_clip"):
+        bt.nn.LinearSVDO(3, 3, train_clip="yes")
 
 
 # ---------------------------------------------------------------- the fused LRT against plain autograd
 
 @pytest.mark.parametrize("kind", ["linear", "conv"])
-@pytest.mark.parametrize("layer_type", ["bbb", "svdo"])
+@pytest.mark.parametrize("layer_type", ["bbb", "svdo", "svdo-train-clip"])
 def test_fused_lrt_gradients_match_autograd_reference(kind, layer_type):
-    """The closed-form backward of the fused LRT equals autograd through the plain formula (float64)."""
+    """The closed-form backward of the fused LRT equals autograd through the plain formula (float64).
+
+    ``train_clip=True``: the mean term uses the pruned means, the variance term all of them."""
     torch.manual_seed(0)
+    clip = {"train_clip": True} if layer_type == "svdo-train-clip" else {}
     if kind == "linear":
         cls = bt.nn.BayesLinear if layer_type == "bbb" else bt.nn.LinearSVDO
-        layer, x = cls(5, 4), torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
+        layer, x = cls(5, 4, **clip), torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
     else:
         cls = bt.nn.BayesConv2d if layer_type == "bbb" else bt.nn.Conv2dSVDO
-        layer, x = cls(2, 3, 3, padding=1, stride=2), torch.rand(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+        layer, x = cls(2, 3, 3, padding=1, stride=2, **clip), torch.rand(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
     layer = layer.double()
     with torch.no_grad():
         for name, p in layer.named_parameters():
             if name.endswith(("rho", "log_sigma2")):
                 p.copy_(torch.empty_like(p).uniform_(-3, -1))
+        if clip:  # prune every other weight: log alpha > 3
+            layer.log_sigma2.view(-1)[::2] = 4.0
+            assert 0 < int((~layer.pruning_mask()).sum()) < layer.weight.numel()
 
     def reference(noise):
         if layer_type == "bbb":
@@ -322,7 +330,8 @@ def test_fused_lrt_gradients_match_autograd_reference(kind, layer_type):
             var = layer._op(x * x, torch.nn.functional.softplus(layer.weight_rho) ** 2,
                             torch.nn.functional.softplus(layer.bias_rho) ** 2)
         else:
-            mean = layer._op(x, layer.weight, layer.bias)
+            keep = layer.pruning_mask().double() if clip else 1.0
+            mean = layer._op(x, layer.weight * keep, layer.bias)
             var = layer._op(x * x, torch.exp(layer.log_alpha) * layer.weight**2, None)
         return mean + torch.sqrt(var + 1e-8) * noise
 

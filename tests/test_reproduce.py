@@ -75,3 +75,37 @@ def test_gallery_renders_every_figure(fast_embedded, tmp_path):
                 "sgld_mixture", "traces", "autocorrelation"}
     assert names == {n + ".png" for n in expected} | {"sparsification.gif"}
     assert all(p.stat().st_size > 1000 for p in paths)
+
+
+def test_sparsevd_recipe_schedules_and_inputs():
+    """The paper code's recipe: lr held for half of training then linearly to 0 (``lr_linear``), inputs
+    minus the mean training image, fully connected means ~ N(0, 0.01^2) and zero biases."""
+    import torch
+
+    from bnn_teach import models
+
+    layer = torch.nn.Linear(2, 2)
+    opt = torch.optim.Adam(layer.parameters(), lr=1e-3)
+    sched = reproduce._linear_decay(opt, 200, hold=0.5)
+    lrs = []
+    for _ in range(200):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    paper = [1e-3 * min(2 - e / 100, 1) for e in range(200)]  # optpolicy.lr_linear(epoch, 1e-3)
+    assert lrs == pytest.approx(paper, rel=1e-9, abs=1e-15)
+    floor = reproduce._linear_decay(torch.optim.Adam(layer.parameters(), lr=1.0), 10, floor=0.1)
+    assert floor.lr_lambdas[0](10) == pytest.approx(0.1) and floor.lr_lambdas[0](5) == pytest.approx(0.55)
+
+    X = torch.rand(50, 1, 28, 28)
+    (Xc, _), (Xtc, _) = reproduce._center((X, None), (X[:5], None))
+    assert Xc.mean(0).abs().max() < 1e-6
+    torch.testing.assert_close(Xtc, Xc[:5])
+
+    torch.manual_seed(0)
+    model = models.lenet300("svdo", train_clip=True)
+    with torch.no_grad():
+        reproduce._paper_init_(model)
+    first = model[1]
+    assert first.train_clip and float(first.bias.abs().max()) == 0.0
+    assert float(first.weight.std()) == pytest.approx(0.01, rel=0.02)

@@ -5,7 +5,8 @@ Posterior :math:`q(w) = \\mathcal N(\\theta, \\sigma^2)` per weight, parametrise
 clamped to ``LOG_ALPHA_RANGE = (-8, 8)`` (the paper's code). Lecture 4 derives them.
 
 - ``train()``: local reparametrization, :math:`B = A\\theta + b + \\sqrt{A^2 (\\alpha\\theta^2) + 10^{-8}} \\odot \\varepsilon`
-  (the bias is deterministic and stays out of the variance).
+  (the bias is deterministic and stays out of the variance). With ``train_clip=True`` (the paper's
+  code) the mean term already uses the pruned :math:`\\theta`, so the network learns to work without them.
 - ``eval()``: the posterior mean with pruned weights (:math:`\\log\\alpha \\ge` ``threshold``, default 3) set to 0.
 - ``sampling()`` in eval: LRT sampling of the pruned posterior.
 
@@ -34,8 +35,11 @@ def _log_alpha(theta, log_sigma2):
 class _SparseVD(BayesianModule):
     kl_fn = staticmethod(_kl.sparsevd)
 
-    def _setup_posterior(self, bias, threshold, init_log_sigma2):
+    def _setup_posterior(self, bias, threshold, init_log_sigma2, train_clip=False):
         self.threshold = check_threshold(threshold)
+        if not isinstance(train_clip, bool):
+            raise TypeError(f"train_clip must be a bool, got {train_clip!r}")
+        self.train_clip = train_clip
         self.weight = nn.Parameter(torch.empty(self.weight_shape))
         self.log_sigma2 = nn.Parameter(torch.full(self.weight_shape, float(init_log_sigma2)))
         if bias:
@@ -57,11 +61,16 @@ class _SparseVD(BayesianModule):
         return self._weight_keep()
 
     def _mean_and_var_weights(self, pruned):
+        """Mean and variance weights of the LRT: pruned in eval; with ``train_clip`` the mean only."""
         log_alpha = self.log_alpha
         weight = self.weight
+        keep = (log_alpha < self.threshold).to(weight.dtype) if pruned or self.train_clip else None
         if pruned:
-            weight = weight * self._weight_keep().to(weight.dtype)
-        return weight, torch.exp(log_alpha) * weight * weight
+            weight = weight * keep
+        var_weight = torch.exp(log_alpha) * weight * weight
+        if self.train_clip and not pruned:
+            weight = weight * keep
+        return weight, var_weight
 
     def _input(self, x):
         """Hook for group noise on the input (identity here)."""
@@ -80,29 +89,32 @@ class _SparseVD(BayesianModule):
         return self.kl_fn(self.log_alpha).sum()
 
     def extra_repr(self):
-        return f"{self._op_repr()}, bias={self.bias is not None}, threshold={self.threshold}"
+        clip = ", train_clip=True" if self.train_clip else ""
+        return f"{self._op_repr()}, bias={self.bias is not None}, threshold={self.threshold}{clip}"
 
 
 class LinearSVDO(LinearOp, _SparseVD):
     """SparseVD linear layer. Input ``(..., in_features)`` → ``(..., out_features)``.
 
-    ``init_log_sigma2=-10`` as in the paper's code; ``threshold=3.0`` prunes weights with alpha > ~20.
+    ``init_log_sigma2=-10`` as in the paper's code; ``threshold=3.0`` prunes weights with alpha > ~20;
+    ``train_clip=True`` zeroes the pruned weights' means in training too (the paper's code does).
     """
 
-    def __init__(self, in_features, out_features, bias=True, threshold=3.0, init_log_sigma2=-10.0):
+    def __init__(self, in_features, out_features, bias=True, threshold=3.0, init_log_sigma2=-10.0,
+                 train_clip=False):
         super().__init__()
         self._setup_op(in_features, out_features)
-        self._setup_posterior(bias, threshold, init_log_sigma2)
+        self._setup_posterior(bias, threshold, init_log_sigma2, train_clip)
 
 
 class Conv2dSVDO(Conv2dOp, _SparseVD):
     """SparseVD 2-D convolution. Input ``(N, in_channels, H, W)`` → ``(N, out_channels, H', W')``."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, threshold=3.0, init_log_sigma2=-10.0):
+                 bias=True, threshold=3.0, init_log_sigma2=-10.0, train_clip=False):
         super().__init__()
         self._setup_op(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
-        self._setup_posterior(bias, threshold, init_log_sigma2)
+        self._setup_posterior(bias, threshold, init_log_sigma2, train_clip)
 
 
 class LinearARD(LinearSVDO):
@@ -128,8 +140,9 @@ class LinearGroupSVDO(LinearSVDO):
     Parameters ``z_mu`` and ``z_log_sigma2``, shape ``(in_features,)``; ``z_log_alpha`` property.
     """
 
-    def __init__(self, in_features, out_features, bias=True, threshold=3.0, init_log_sigma2=-10.0):
-        super().__init__(in_features, out_features, bias, threshold, init_log_sigma2)
+    def __init__(self, in_features, out_features, bias=True, threshold=3.0, init_log_sigma2=-10.0,
+                 train_clip=False):
+        super().__init__(in_features, out_features, bias, threshold, init_log_sigma2, train_clip)
         self.z_mu = nn.Parameter(torch.ones(self.in_features))
         self.z_log_sigma2 = nn.Parameter(torch.full((self.in_features,), float(init_log_sigma2)))
 
