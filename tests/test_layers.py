@@ -347,3 +347,37 @@ def test_fused_lrt_gradients_match_autograd_reference(kind, layer_type):
     want = torch.autograd.grad(ref, params, grad_out)
     for p, g, w in zip(["x"] + [n for n, _ in layer.named_parameters()], got, want):
         torch.testing.assert_close(g, w, msg=lambda m: f"gradient of {p}: {m}")
+
+
+@pytest.mark.parametrize("cls", [bt.nn.LinearSVDO, bt.nn.LinearARD, bt.nn.LinearGroupSVDO])
+def test_fused_log_alpha_and_kl_match_the_plain_formulas(cls):
+    """log_alpha and kl() have closed-form backwards; they equal autograd through the plain formulas
+    (float64), with weights clamped at both ends of LOG_ALPHA_RANGE and inside it."""
+    torch.manual_seed(0)
+    layer = cls(40, 30).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.randn(30, 40) * 0.05)
+        layer.weight.view(-1)[::9] = 1e-6  # log alpha clamped at +8
+        layer.log_sigma2.uniform_(-16, 0)  # some clamped at -8
+    lo, hi = bt.nn.sparse.LOG_ALPHA_RANGE
+
+    def plain_log_alpha(theta, log_sigma2):
+        return torch.clamp(log_sigma2 - torch.log(theta * theta + 1e-8), lo, hi)
+
+    la = plain_log_alpha(layer.weight, layer.log_sigma2)
+    assert (la == lo).any() and (la == hi).any() and ((la > lo) & (la < hi)).any()
+    torch.testing.assert_close(layer.log_alpha, la, rtol=0, atol=1e-12)
+    kl_fn = bt.kl.ard if cls is bt.nn.LinearARD else bt.kl.sparsevd
+    plain = kl_fn(la).sum()
+    if cls is bt.nn.LinearGroupSVDO:
+        plain = plain + kl_fn(plain_log_alpha(layer.z_mu, layer.z_log_sigma2)).sum()
+    fused = layer.kl()
+    torch.testing.assert_close(fused, plain, rtol=1e-12, atol=1e-9)
+    params = list(layer.parameters())
+    got = torch.autograd.grad(fused * 0.3, params, allow_unused=True)
+    want = torch.autograd.grad(plain * 0.3, params, allow_unused=True)
+    for (name, _), g, w in zip(layer.named_parameters(), got, want):
+        if w is None:
+            assert g is None or float(g.abs().max()) == 0.0, name
+        else:
+            torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12, msg=lambda m: f"gradient of {name}: {m}")

@@ -1,0 +1,71 @@
+"""One training step of LeNet-300-100 in each flavour, as a ratio to the deterministic network's step.
+
+    python benchmarks/train_step.py [--threads 2] [--repeats 20]
+
+A step is what ``bt.train.fit`` does per mini-batch (batch 100): forward, KL, ELBO, backward, Adam.
+Flavours are timed in interleaved rounds (as in ``layers.py``), so drifts of the machine cancel.
+The SparseVD step sets the epoch time of ``bnn-teach reproduce sparsevd-lenet300`` (600 steps an epoch).
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+
+import torch
+import torch.nn.functional as F
+
+import bnn_teach as bt
+
+
+def make_step(model, num_data=60_000):
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
+    x = torch.rand(100, 1, 28, 28)
+    y = torch.randint(0, 10, (100,))
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        loss = bt.objectives.elbo_loss(F.cross_entropy(model(x), y), bt.nn.kl_divergence(model), num_data)
+        loss.backward()
+        optimizer.step()
+
+    return step
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=20)
+    parser.add_argument("--inner", type=int, default=20)
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    flavours = {
+        "deterministic": bt.models.lenet300(),
+        "svdo": bt.models.lenet300("svdo"),
+        "svdo, train_clip": bt.models.lenet300("svdo", train_clip=True),
+        "ard": bt.models.lenet300("ard"),
+        "bbb (LRT)": bt.models.lenet300("bbb"),
+    }
+    steps = {name: make_step(model) for name, model in flavours.items()}
+    for step in steps.values():
+        for _ in range(5):
+            step()
+
+    def timed(step):
+        start = time.perf_counter()
+        for _ in range(args.inner):
+            step()
+        return (time.perf_counter() - start) / args.inner
+
+    rounds = [{name: timed(step) for name, step in steps.items()} for _ in range(args.repeats)]
+    print(f"torch {torch.__version__}, {args.threads} threads, LeNet-300-100, batch 100, "
+          f"median of {args.repeats}×{args.inner} steps")
+    for name in steps:
+        seconds = statistics.median(r[name] for r in rounds)
+        ratio = statistics.median(r[name] / r["deterministic"] for r in rounds)
+        print(f"  {name:<20}{seconds * 1e3:8.2f} ms/step {ratio:6.2f}×   {seconds * 600:6.2f} s per 600 steps")
+
+
+if __name__ == "__main__":
+    main()
