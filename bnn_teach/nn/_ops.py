@@ -90,26 +90,38 @@ def init_mean_(weight, bias, fan_in):
         torch.nn.init.uniform_(bias, -bound, bound)
 
 
-def _lrt_forward(ctx, layer, x, mean_w, var_w, mean_b, var_b, eps0):
-    """``out = A*mean_w + mean_b + sqrt(A^2*var_w + var_b + eps0) * noise``, and the tensors the backward needs."""
+def _lrt_forward(ctx, layer, x, mean_w, var_w, mean_b, var_b, eps0, var_grad_scale=1.0):
+    """``out = A*mean_w + mean_b + sqrt(A^2*var_w + var_b + eps0) * noise``, and the tensors the backward needs.
+
+    The backward returns ``2 * var_grad_scale`` times the gradients w.r.t. ``var_w`` and ``var_b``
+    (``var_grad_scale=0.5``: the gradients themselves); a caller that multiplies them by 2 anyway saves a pass.
+    """
     xsq = x * x
     mean = layer._op(x, mean_w, mean_b)
-    std = layer._op(xsq, var_w, var_b).add_(eps0).sqrt_()
+    # eps0 enters as a bias of the variance product (added inside the GEMM, not as another pass)
+    var_bias = torch.full((var_w.shape[0],), eps0, dtype=var_w.dtype, device=var_w.device)
+    if var_b is not None:
+        var_bias += var_b
+    std = layer._op(xsq, var_w, var_bias).sqrt_()
     noise = torch.randn_like(mean)
     out = torch.addcmul(mean, std, noise)
     ctx.layer = layer
     ctx.has_mean_b, ctx.has_var_b = mean_b is not None, var_b is not None
+    ctx.var_grad_scale = var_grad_scale
     # d out / d var = noise / (2 std): the only activation-sized tensor kept for the variance path
-    return out, (x, xsq, mean_w, var_w, noise.div_(std).mul_(0.5))
+    scaled = noise.div_(std)
+    if var_grad_scale != 1.0:
+        scaled.mul_(var_grad_scale)
+    return out, (x, xsq, mean_w, var_w, scaled)
 
 
 def _lrt_backward(ctx, grad_out, need_x, need_mean_w, need_var_w):
-    """Gradients w.r.t. x, mean_w, var_w, mean_b, var_b."""
-    x, xsq, mean_w, var_w, half_noise_over_std = ctx.saved_tensors[:5]
-    grad_var = grad_out * half_noise_over_std
+    """Gradients w.r.t. x, mean_w, var_w, mean_b, var_b (the last two times ``2 * ctx.var_grad_scale``)."""
+    x, xsq, mean_w, var_w, scaled_noise_over_std = ctx.saved_tensors[:5]
+    grad_var = grad_out * scaled_noise_over_std
     g_mean = ctx.layer._op_backward(grad_out, x, mean_w, need_x, need_mean_w, ctx.has_mean_b)
     g_var = ctx.layer._op_backward(grad_var, xsq, var_w, need_x, need_var_w, ctx.has_var_b)
-    grad_x = g_mean[0].addcmul_(x, g_var[0], value=2.0) if need_x else None
+    grad_x = g_mean[0].addcmul_(x, g_var[0], value=1.0 / ctx.var_grad_scale) if need_x else None
     return grad_x, g_mean[1], g_var[1], g_mean[2], g_var[2]
 
 
@@ -118,7 +130,7 @@ class _LocalReparam(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x, mean_w, var_w, mean_b, var_b, layer, eps0):
-        out, saved = _lrt_forward(ctx, layer, x, mean_w, var_w, mean_b, var_b, eps0)
+        out, saved = _lrt_forward(ctx, layer, x, mean_w, var_w, mean_b, var_b, eps0, var_grad_scale=0.5)
         ctx.save_for_backward(*saved)
         return out
 
@@ -131,29 +143,30 @@ class _LocalReparam(torch.autograd.Function):
 class _SoftplusLocalReparam(torch.autograd.Function):
     """Fused LRT sample for Bayes by Backprop, from ``(mu, rho)`` with ``sigma = softplus(rho)``.
 
-    Backward: ``d var / d rho = 2 sigma sigmoid(rho)``, applied in place to the variance gradient,
-    so no weight-sized temporary of the parametrisation survives the forward pass.
+    Backward: ``d var / d rho = 2 sigma sigmoid(rho)``. The factor 2 is folded into the activations
+    (``var_grad_scale=1``) and ``softplus_backward`` multiplies by ``sigmoid(rho)``, so the weight-sized
+    work is one softplus and one square forward, one product and one ``softplus_backward`` backward.
     """
 
     @staticmethod
     def forward(ctx, x, mu, rho, bias_mu, bias_rho, layer, eps0):
-        var_w = F.softplus(rho).square_()
-        var_b = None if bias_rho is None else F.softplus(bias_rho).square_()
-        out, saved = _lrt_forward(ctx, layer, x, mu, var_w, bias_mu, var_b, eps0)
-        ctx.save_for_backward(*saved, rho, bias_rho)
+        sigma_w = F.softplus(rho)
+        sigma_b = None if bias_rho is None else F.softplus(bias_rho)
+        var_b = None if sigma_b is None else sigma_b * sigma_b
+        out, saved = _lrt_forward(ctx, layer, x, mu, sigma_w * sigma_w, bias_mu, var_b, eps0, var_grad_scale=1.0)
+        ctx.save_for_backward(*saved, rho, bias_rho, sigma_w, sigma_b)
         return out
 
     @staticmethod
     def backward(ctx, grad_out):
         n = ctx.needs_input_grad
-        grad_x, grad_mu, grad_var_w, grad_bias_mu, grad_var_b = _lrt_backward(ctx, grad_out, n[0], n[1], n[2])
-        var_w, rho, bias_rho = ctx.saved_tensors[3], ctx.saved_tensors[5], ctx.saved_tensors[6]
-        grad_rho = None
-        if grad_var_w is not None:  # 2 sigma sigmoid(rho) = 2 sqrt(var) sigmoid(rho)
-            grad_rho = grad_var_w.mul_(var_w.sqrt()).mul_(torch.sigmoid(rho)).mul_(2.0)
-        grad_bias_rho = None
-        if grad_var_b is not None:
-            grad_bias_rho = grad_var_b * 2.0 * F.softplus(bias_rho) * torch.sigmoid(bias_rho)
+        grad_x, grad_mu, grad_var_w2, grad_bias_mu, grad_var_b2 = _lrt_backward(ctx, grad_out, n[0], n[1], n[2])
+        rho, bias_rho, sigma_w, sigma_b = ctx.saved_tensors[5:9]
+        grad_rho = grad_bias_rho = None
+        if grad_var_w2 is not None:  # (2 dL/dvar) * sigma * sigmoid(rho)
+            grad_rho = torch.ops.aten.softplus_backward(grad_var_w2.mul_(sigma_w), rho, 1.0, 20.0)
+        if grad_var_b2 is not None:
+            grad_bias_rho = torch.ops.aten.softplus_backward(grad_var_b2.mul_(sigma_b), bias_rho, 1.0, 20.0)
         return grad_x, grad_mu, grad_rho, grad_bias_mu, grad_bias_rho, None, None
 
 
