@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from bnn_teach import data, models, objectives, sparsity
-from bnn_teach.nn import bayesianize
+from bnn_teach.nn import Conv2dSVDO, LinearSVDO, bayesianize
 from bnn_teach.priors import GaussianPrior, ScaleMixturePrior
 from bnn_teach.sgmcmc import sample_linear_regression
 from bnn_teach.train import History, evaluate, fit
@@ -100,10 +100,16 @@ def train_resumable(ctx: Context, name: str, model: nn.Module, optimizer, train_
                       "scheduler": scheduler.state_dict() if scheduler is not None else None,
                       "history": history.records, "rng": torch.get_rng_state()}, ckpt)
 
+    def record_compression(epoch, model, history):
+        history.records[-1]["compression"] = sparsity.compression_ratio(model)
+
+    callbacks = [checkpoint]
+    if any(isinstance(m, (LinearSVDO, Conv2dSVDO)) for m in model.modules()):  # ARD and group layers too
+        callbacks.insert(0, record_compression)
     remaining = num_epochs - len(history)
     if remaining > 0:
         fit(model, train_data, remaining, optimizer, batch_size=batch_size, kl_weight=kl_weight,
-            test_data=test_data, scheduler=scheduler, callbacks=[checkpoint], device=ctx.device,
+            test_data=test_data, scheduler=scheduler, callbacks=callbacks, device=ctx.device,
             progress=ctx.progress, history=history)
     model.eval()
     return history
@@ -252,9 +258,31 @@ def sgld_sa(ctx: Context):
     return {"rows": rows, "steps": steps}, history, None
 
 
+def _prune_to_error(model, method: str, test_data, max_error: float, steps: int = 20) -> dict:
+    """The most compressed ``sparsity.prune(model, method, fraction=f)`` whose test error is at most
+    ``max_error`` (%), found by bisection on ``f`` (error grows with ``f``)."""
+    def error_at(fraction):
+        return _summary(sparsity.prune(model, method, fraction=fraction), test_data)
+
+    lo, hi = 0.0, 1.0 - 1e-4
+    best = error_at(lo)
+    if best["error %"] > max_error:
+        return {**best, "fraction removed": 0.0}
+    for _ in range(steps):
+        mid = 0.5 * (lo + hi)
+        row = error_at(mid)
+        if row["error %"] <= max_error:
+            lo, best = mid, row
+        else:
+            hi = mid
+    return {**best, "fraction removed": round(lo, 4)}
+
+
 def compare_pruning(ctx: Context):
     """LeNet-300-100: SparseVD vs ARD (log-alpha threshold), magnitude pruning of a plain network and
-    signal-to-noise pruning of BBB, each of the latter two pruned to SparseVD's compression."""
+    signal-to-noise pruning of BBB (no retraining). The latter two are pruned twice: to SparseVD's test
+    error (matched accuracy: the most compression that keeps the error at or below SparseVD's) and to
+    SparseVD's compression (matched compression)."""
     train_data, test_data = _mnist(ctx)
     epochs = ctx.epochs_or(100)
     rows, trained = {}, {}
@@ -269,10 +297,12 @@ def compare_pruning(ctx: Context):
         trained[flavour] = model
     for flavour in ("svdo", "ard"):
         rows[flavour] = _summary(trained[flavour], test_data)
-    target = rows["svdo"]["compression"]
-    fraction = 1.0 - 1.0 / target
+    target_error, target_compression = rows["svdo"]["error %"], rows["svdo"]["compression"]
     for label, flavour, method in (("magnitude", "deterministic", "magnitude"), ("bbb snr", "bbb", "snr")):
-        rows[label] = _summary(sparsity.prune(trained[flavour], method, fraction=fraction), test_data)
+        rows[f"{label}, matched accuracy"] = _prune_to_error(trained[flavour], method, test_data, target_error)
+        fraction = 1.0 - 1.0 / target_compression
+        rows[f"{label}, matched compression"] = _summary(sparsity.prune(trained[flavour], method, fraction=fraction),
+                                                         test_data)
     rows["epochs"] = epochs
     return rows, None, trained["svdo"]
 

@@ -217,3 +217,19 @@ def test_regression_explorer_recomputes_on_slider_change():
     assert explorer.prediction["samples"].shape[0] == 7
     with pytest.raises(ValueError, match="knob"):
         explorer.update(learning_rate=1.0)
+
+
+def test_experiment_figure_shows_error_and_compression_per_epoch():
+    history = History([{"epoch": e, "nll": 1.0 / e, "kl": 2.0 / e, "test_acc": 0.9 + 0.01 * e, "compression": 10.0 * e}
+                       for e in range(1, 6)])
+    layer = sparse_layer()
+    fig = viz.experiment_figure("demo", history, nn.Sequential(layer))
+    loss_ax, error_ax, bars_ax = fig.axes[:3]
+    assert loss_ax.get_yscale() == "log" and [l.get_label() for l in loss_ax.lines] == ["nll", "kl"]
+    np.testing.assert_allclose(error_ax.lines[0].get_ydata(), [10 - e for e in range(1, 6)])
+    compression_ax = fig.axes[3]  # the twin axis
+    np.testing.assert_allclose(compression_ax.lines[0].get_ydata(), [10.0 * e for e in range(1, 6)])
+    assert error_ax.get_title() == "final error 5.00 % · compression 50.0×"
+    assert [round(p.get_height(), 6) for p in bars_ax.patches] == [round(r["sparsity"], 6) for r in bt.sparsity.sparsity_table(nn.Sequential(layer))]
+    traces = viz.experiment_figure("sgld", History([{"epoch": 1, "sigma": 1.0, "beta1": 3.0}]), None)
+    assert len(traces.axes) == 1 and [l.get_label() for l in traces.axes[0].lines] == ["sigma", "beta1"]

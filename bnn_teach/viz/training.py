@@ -24,28 +24,64 @@ def plot_history(history, keys=("nll", "kl", "test_acc"), ax=None):
 
 
 def experiment_figure(name: str, history=None, model=None):
-    """Training curves (when there is a history) beside per-layer sparsity bars (when there is a model)."""
+    """The summary figure of a reproduction, one panel per thing recorded:
+
+    - the ELBO's terms ``nll`` and ``kl`` per data point (log scale when positive);
+    - the test error (%) and, where recorded, the compression ratio (right axis, log scale) per epoch;
+    - other traces (the sampler's ``sigma``, ``beta1..3``);
+    - the final per-layer sparsity bars (when there is a model).
+    """
     import matplotlib.pyplot as plt
 
-    panels = (history is not None and len(history) > 0) + (model is not None)
-    fig, axes = plt.subplots(1, max(1, panels), figsize=(4.5 * max(1, panels), 3.2), squeeze=False)
-    axes = list(axes.flat)
-    i = 0
-    if history is not None and len(history) > 0:
-        for key in [k for k in ("nll", "kl", "test_acc", "sigma", "beta1", "beta2", "beta3") if k in history.keys()]:
-            axes[i].plot(history["epoch"], history[key], label=key)
-        axes[i].set_xlabel("epoch (steps for samplers)")
-        axes[i].legend(fontsize=8)
-        axes[i].set_title(name)
-        i += 1
-    if model is not None:
+    keys = set(history.keys()) if history is not None and len(history) > 0 else set()
+    loss_keys = [k for k in ("nll", "kl") if k in keys]
+    trace_keys = [k for k in ("sigma", "beta1", "beta2", "beta3") if k in keys]
+    panels = [p for p, present in (("loss", loss_keys), ("error", "test_acc" in keys), ("traces", trace_keys),
+                                   ("sparsity", model is not None)) if present]
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.2), squeeze=False)
+    axes = dict(zip(panels, axes.flat)) if panels else {}
+    epochs = history["epoch"] if keys else []
+    if "loss" in axes:
+        ax = axes["loss"]
+        for key in loss_keys:
+            ax.plot(epochs, history[key], label=key)
+        if all(v > 0 for key in loss_keys for v in history[key]):
+            ax.set_yscale("log")
+        ax.set_xlabel("epoch")
+        ax.set_title(f"{name}: ELBO terms per data point", fontsize=9)
+        ax.legend(fontsize=8)
+    if "error" in axes:
+        ax = axes["error"]
+        error = [100.0 * (1.0 - a) for a in history["test_acc"]]
+        ax.plot(epochs, error, color="C3")
+        ax.set_ylabel("test error %", color="C3")
+        ax.set_xlabel("epoch")
+        ax.set_ylim(0, min(100.0, 3 * sorted(error)[len(error) // 2] + 0.5))
+        title = f"final error {error[-1]:.2f} %"
+        if "compression" in keys:
+            right = ax.twinx()
+            right.plot(epochs, history["compression"], color="C0")
+            right.set_yscale("log")
+            right.set_ylabel("compression ×", color="C0")
+            title += f" · compression {history['compression'][-1]:.1f}×"
+        ax.set_title(title, fontsize=9)
+    if "traces" in axes:
+        ax = axes["traces"]
+        for key in trace_keys:
+            ax.plot(epochs, history[key], label=key)
+        ax.set_xlabel("step")
+        ax.set_title(name, fontsize=9)
+        ax.legend(fontsize=8)
+    if "sparsity" in axes:
+        ax = axes["sparsity"]
         table = _sp.sparsity_table(model)
-        axes[i].bar([f"layer {r['layer']}" for r in table], [r["sparsity"] for r in table])
-        axes[i].set_ylim(0, 100)
-        axes[i].set_ylabel("sparsity %")
-        axes[i].set_title(f"compression {_sp.compression_ratio(model):.1f}×")
-    if panels == 0:
-        axes[0].set_axis_off()
-        axes[0].set_title(name)
+        ax.bar([f"layer {r['layer']}" for r in table], [r["sparsity"] for r in table])
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("sparsity %")
+        ax.set_title(f"compression {_sp.compression_ratio(model):.1f}×", fontsize=9)
+    if not panels:
+        ax = fig.axes[0]
+        ax.set_axis_off()
+        ax.set_title(name)
     fig.tight_layout()
     return fig
