@@ -90,7 +90,6 @@ class _KLSum(torch.autograd.Function):
 
 class _SparseVD(BayesianModule):
     kl_fn = staticmethod(_kl.sparsevd)
-    _kl_is_sparsevd = True  # the KL of kl_fn, summed by _KLSum
 
     def _setup_posterior(self, bias, threshold, init_log_sigma2, train_clip=False):
         self.threshold = check_threshold(threshold)
@@ -140,7 +139,9 @@ class _SparseVD(BayesianModule):
 
     def kl(self):
         """Sum of the elementwise KL over the weights (≥ 0; → 0 as every alpha → ∞)."""
-        return _KLSum.apply(self.log_alpha, self._kl_is_sparsevd)
+        if self.kl_fn in (_kl.sparsevd, _kl.ard):  # the fused sum of the same formula
+            return _KLSum.apply(self.log_alpha, self.kl_fn is _kl.sparsevd)
+        return self.kl_fn(self.log_alpha).sum()
 
     def extra_repr(self):
         clip = ", train_clip=True" if self.train_clip else ""
@@ -176,14 +177,12 @@ class LinearARD(LinearSVDO):
     KL = ``0.5 * log(1 + 1/alpha)`` (:func:`bnn_teach.kl.ard`)."""
 
     kl_fn = staticmethod(_kl.ard)
-    _kl_is_sparsevd = False
 
 
 class Conv2dARD(Conv2dSVDO):
     """ARD 2-D convolution (see :class:`LinearARD`)."""
 
     kl_fn = staticmethod(_kl.ard)
-    _kl_is_sparsevd = False
 
 
 class LinearGroupSVDO(LinearSVDO):
