@@ -30,6 +30,8 @@ def test_every_experiment_runs_at_its_smallest_setting(name, fast_embedded, tmp_
         ours = result["ours"]
         assert 0 <= ours["error %"] <= 100 and ours["compression"] >= 1
         assert len(ours["sparsity % per layer"]) == len(reproduce.PAPER[name]["sparsity % per layer"])
+        history = json.loads((tmp_path / name / "history.json").read_text())
+        assert history[-1]["compression"] == pytest.approx(ours["compression"], abs=0.05)
     if name == "compare-pruning":
         rows = result["ours"]
         for label in ("magnitude", "bbb snr"):
