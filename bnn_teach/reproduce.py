@@ -297,10 +297,10 @@ def compare_pruning(ctx: Context):
         trained[flavour] = model
     for flavour in ("svdo", "ard"):
         rows[flavour] = _summary(trained[flavour], test_data)
-    target_error, target_compression = rows["svdo"]["error %"], rows["svdo"]["compression"]
+    target_error = rows["svdo"]["error %"]
+    fraction = 1.0 - 1.0 / rows["svdo"]["compression"]  # matched compression
     for label, flavour, method in (("magnitude", "deterministic", "magnitude"), ("bbb snr", "bbb", "snr")):
         rows[f"{label}, matched accuracy"] = _prune_to_error(trained[flavour], method, test_data, target_error)
-        fraction = 1.0 - 1.0 / target_compression
         rows[f"{label}, matched compression"] = _summary(sparsity.prune(trained[flavour], method, fraction=fraction),
                                                          test_data)
     rows["epochs"] = epochs

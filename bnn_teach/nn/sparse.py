@@ -117,13 +117,12 @@ class _SparseVD(BayesianModule):
         """Mean and variance weights of the LRT: pruned in eval; with ``train_clip`` the mean only."""
         log_alpha = self.log_alpha
         weight = self.weight
-        keep = _keep(log_alpha, self.threshold) if pruned or self.train_clip else None
-        if pruned:
-            weight = weight * keep
-        var_weight = torch.exp(log_alpha) * weight * weight
-        if self.train_clip and not pruned:
-            weight = weight * keep
-        return weight, var_weight
+        if pruned or self.train_clip:
+            mean = weight * _keep(log_alpha, self.threshold)
+        else:
+            mean = weight
+        source = mean if pruned else weight
+        return mean, torch.exp(log_alpha) * source * source
 
     def _input(self, x):
         """Hook for group noise on the input (identity here)."""
