@@ -4,22 +4,18 @@
 
 Linear: 784 → 300, batch 128 (LeNet-300-100's first layer; the input needs no gradient).
 Conv:   20 → 50, 5×5, input 128×20×12×12 (LeNet-5's second convolution; the input needs a gradient).
-The layers of a group are timed in interleaved rounds (A, B, C, A, B, C, ...), ``--inner`` steps
-each, after a warm-up; a ratio is the median over ``--repeats`` rounds of the per-round ratio to
-the first layer of the group, so slow drifts of the machine cancel.
+The layers of a group are timed in interleaved rounds (``benchmarks/timing.py``): a ratio is the
+median over ``--repeats`` rounds of the per-round ratio to the first layer of the group.
 Targets (DESIGN.md): LRT BayesLinear ≤ 2.0× nn.Linear, LRT BayesConv2d ≤ 2.1× nn.Conv2d.
 """
 from __future__ import annotations
-
-import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import bnn_teach as bt
+from timing import interleaved, parse_args
 
 
 class TwoGemms(nn.Module):
@@ -35,32 +31,16 @@ class TwoGemms(nn.Module):
         return self.op(x, self.w1) + self.op(x * x, self.w2)
 
 
-def _steps(layer, x, n):
-    start = time.perf_counter()
-    for _ in range(n):
-        layer(x).sum().backward()
-    return (time.perf_counter() - start) / n
-
-
 def time_group(layers: dict, x, repeats: int, inner: int) -> dict:
-    """name -> (median seconds per step, median ratio to the first layer), interleaved rounds."""
+    """name -> (median seconds per forward+backward step, median ratio to the first layer)."""
     for layer in layers.values():
         layer.train()
-        _steps(layer, x, 5)
-    rounds = [{name: _steps(layer, x, inner) for name, layer in layers.items()} for _ in range(repeats)]
-    base = next(iter(layers))
-    return {name: (statistics.median(r[name] for r in rounds), statistics.median(r[name] / r[base] for r in rounds))
-            for name in layers}
+    return interleaved({name: (lambda layer=layer: layer(x).sum().backward()) for name, layer in layers.items()},
+                       repeats, inner)
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=30)
-    parser.add_argument("--inner", type=int, default=10)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = parse_args(__doc__, argv, repeats=30, inner=10)
 
     x_lin = torch.rand(128, 784)
     x_conv = torch.rand(128, 20, 12, 12, requires_grad=True)

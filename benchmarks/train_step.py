@@ -3,19 +3,16 @@
     python benchmarks/train_step.py [--threads 2] [--repeats 20]
 
 A step is what ``bt.train.fit`` does per mini-batch (batch 100): forward, KL, ELBO, backward, Adam.
-Flavours are timed in interleaved rounds (as in ``layers.py``), so drifts of the machine cancel.
+Flavours are timed in interleaved rounds (``benchmarks/timing.py``), so drifts of the machine cancel.
 The SparseVD step sets the epoch time of ``bnn-teach reproduce sparsevd-lenet300`` (600 steps an epoch).
 """
 from __future__ import annotations
-
-import argparse
-import statistics
-import time
 
 import torch
 import torch.nn.functional as F
 
 import bnn_teach as bt
+from timing import interleaved, parse_args
 
 
 def make_step(model, num_data=60_000):
@@ -33,13 +30,7 @@ def make_step(model, num_data=60_000):
 
 
 def main(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=20)
-    parser.add_argument("--inner", type=int, default=20)
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
+    args = parse_args(__doc__, argv, repeats=20, inner=20)
     flavours = {
         "deterministic": bt.models.lenet300(),
         "svdo": bt.models.lenet300("svdo"),
@@ -47,23 +38,10 @@ def main(argv=None):
         "ard": bt.models.lenet300("ard"),
         "bbb (LRT)": bt.models.lenet300("bbb"),
     }
-    steps = {name: make_step(model) for name, model in flavours.items()}
-    for step in steps.values():
-        for _ in range(5):
-            step()
-
-    def timed(step):
-        start = time.perf_counter()
-        for _ in range(args.inner):
-            step()
-        return (time.perf_counter() - start) / args.inner
-
-    rounds = [{name: timed(step) for name, step in steps.items()} for _ in range(args.repeats)]
+    timings = interleaved({name: make_step(model) for name, model in flavours.items()}, args.repeats, args.inner)
     print(f"torch {torch.__version__}, {args.threads} threads, LeNet-300-100, batch 100, "
           f"median of {args.repeats}×{args.inner} steps")
-    for name in steps:
-        seconds = statistics.median(r[name] for r in rounds)
-        ratio = statistics.median(r[name] / r["deterministic"] for r in rounds)
+    for name, (seconds, ratio) in timings.items():
         print(f"  {name:<20}{seconds * 1e3:8.2f} ms/step {ratio:6.2f}×   {seconds * 600:6.2f} s per 600 steps")
 
 
