@@ -91,6 +91,14 @@ def evaluate(model: nn.Module, data, batch_size: int = 1000, nll_fn: Callable | 
     With ``num_samples == 1`` the deterministic eval-mode network (posterior mean, pruned where sparse);
     with more, the Monte Carlo predictive ``mean_s softmax(f(x; w_s))`` under :func:`bnn_teach.nn.sampling`.
     Returns ``{"nll": ..., "accuracy": ...}`` (accuracy only for classification; NLL of the predictive).
+
+    >>> import torch, bnn_teach as bt
+    >>> _ = torch.manual_seed(0)
+    >>> X, y = torch.randn(50, 4), torch.randint(0, 3, (50,))
+    >>> model = torch.nn.Sequential(bt.nn.BayesLinear(4, 3))
+    >>> result = evaluate(model, (X, y), num_samples=10)
+    >>> sorted(result), 0.0 <= result["accuracy"] <= 1.0
+    (['accuracy', 'nll'], True)
     """
     X, y = _check_data("data", data)
     check_positive("batch_size", batch_size, integer=True)
@@ -156,6 +164,17 @@ def fit(model: nn.Module, train_data, num_epochs: int, optimizer: torch.optim.Op
     Each record holds ``epoch, nll, kl, elbo, loss, kl_weight, lr, train_acc, seconds`` and, with
     ``test_data``, ``test_nll, test_acc``. ``train_acc`` is the accuracy on the training batches as
     they were seen (train mode, sampled weights).
+
+    >>> import torch, bnn_teach as bt
+    >>> _ = torch.manual_seed(0)
+    >>> X = torch.randn(200, 2)
+    >>> y = (X[:, 0] * X[:, 1] > 0).long()            # XOR-like labels, 2 classes
+    >>> model = torch.nn.Sequential(bt.nn.BayesLinear(2, 16), torch.nn.ReLU(), bt.nn.BayesLinear(16, 2))
+    >>> history = fit(model, (X, y), 5, torch.optim.Adam(model.parameters(), lr=0.05), progress=False)
+    >>> len(history), history[-1]["epoch"]
+    (5, 5)
+    >>> history["nll"][-1] < history["nll"][0]       # the data term of the ELBO went down
+    True
     """
     from tqdm.auto import tqdm
 
