@@ -1,13 +1,15 @@
 """Metrics of predictive quality (lecture 7): accuracy, NLL, Brier score, calibration (ECE), AUROC.
 
 Every function takes class probabilities: either the averaged predictive ``(batch, classes)`` or
-Monte Carlo samples ``(num_samples, batch, classes)``, which are averaged first.
+Monte Carlo samples ``(num_samples, batch, classes)``, which are averaged first, and integer labels
+``(batch,)``. Bad input is refused with a ``ValueError``/``TypeError`` naming it, never turned into a
+number: NaN or inf, logits instead of probabilities, an empty batch, float or out-of-range labels.
 """
 from __future__ import annotations
 
 import torch
 
-from bnn_teach.uncertainty import check_probs
+from bnn_teach.uncertainty import check_probs, check_tensor_device
 from bnn_teach.utils import check_positive
 
 __all__ = ["accuracy", "nll", "brier", "ece", "reliability_bins", "auroc"]
@@ -21,25 +23,47 @@ def _predictive(probs, y):
         raise ValueError(f"probs must be (batch, classes) or (num_samples, batch, classes), got {tuple(probs.shape)}")
     if not isinstance(y, torch.Tensor) or y.dim() != 1 or len(y) != len(probs):
         raise ValueError(f"y must be a 1-D tensor of {len(probs)} labels, got {getattr(y, 'shape', y)!r}")
-    if torch.is_floating_point(y) or int(y.min()) < 0 or int(y.max()) >= probs.shape[1]:
-        raise ValueError(f"y must hold integer labels in [0, {probs.shape[1] - 1}]")
+    check_tensor_device("y", y)
+    if len(y) == 0:
+        raise ValueError("probs and y are empty: a metric of no inputs is undefined")
+    if torch.is_floating_point(y) or torch.is_complex(y) or y.dtype == torch.bool:
+        raise ValueError(f"y must hold integer labels (class indices, e.g. y.long()), got dtype {y.dtype}")
+    if int(y.min()) < 0 or int(y.max()) >= probs.shape[1]:
+        raise ValueError(f"y must hold integer labels in [0, {probs.shape[1] - 1}], got values in "
+                         f"[{int(y.min())}, {int(y.max())}]")
     return probs, y.to(probs.device)
 
 
 def accuracy(probs, y) -> float:
-    """Fraction of inputs whose most probable class is the label."""
+    """Fraction of inputs whose most probable class is the label.
+
+    >>> import torch
+    >>> probs = torch.tensor([[0.9, 0.1], [0.3, 0.7], [0.6, 0.4]])
+    >>> accuracy(probs, torch.tensor([0, 1, 1]))
+    0.666...
+    """
     probs, y = _predictive(probs, y)
     return float((probs.argmax(-1) == y).double().mean())
 
 
 def nll(probs, y) -> float:
-    r"""Negative log-likelihood of the predictive, :math:`-\frac1N \sum_i \log \bar p(y_i \mid x_i)` (nats)."""
+    r"""Negative log-likelihood of the predictive, :math:`-\frac1N \sum_i \log \bar p(y_i \mid x_i)` (nats).
+
+    >>> import torch
+    >>> round(nll(torch.tensor([[0.5, 0.5], [0.9, 0.1]]), torch.tensor([0, 0])), 4)  # (log 2 - log 0.9) / 2
+    0.3993
+    """
     probs, y = _predictive(probs, y)
     return float(-torch.log(probs[torch.arange(len(y)), y].double().clamp_min(1e-300)).mean())
 
 
 def brier(probs, y) -> float:
-    r"""Brier score :math:`\frac1N \sum_i \sum_c (\bar p_{ic} - [y_i = c])^2` (0 is perfect, 2 the worst)."""
+    r"""Brier score :math:`\frac1N \sum_i \sum_c (\bar p_{ic} - [y_i = c])^2` (0 is perfect, 2 the worst).
+
+    >>> import torch
+    >>> round(brier(torch.tensor([[1.0, 0.0], [0.5, 0.5]]), torch.tensor([0, 1])), 4)  # (0 + 0.5) / 2
+    0.25
+    """
     probs, y = _predictive(probs, y)
     onehot = torch.nn.functional.one_hot(y, probs.shape[1]).to(probs.dtype)
     return float(((probs - onehot) ** 2).sum(-1).double().mean())
@@ -47,7 +71,14 @@ def brier(probs, y) -> float:
 
 def reliability_bins(probs, y, num_bins: int = 15) -> dict:
     """Equal-width confidence bins over [0, 1] (bin ``b`` holds confidences in ``(b/M, (b+1)/M]``, the
-    first also 0): per bin ``count``, mean ``confidence`` and ``accuracy`` (NaN where empty), and ``edges``."""
+    first also 0): per bin ``count``, mean ``confidence`` and ``accuracy`` (NaN where empty: no inputs,
+    no mean), and ``edges``.
+
+    >>> import torch
+    >>> bins = reliability_bins(torch.tensor([[0.9, 0.1], [0.3, 0.7]]), torch.tensor([0, 0]), num_bins=5)
+    >>> bins["count"], bins["accuracy"]
+    (tensor([0., 0., 0., 1., 1.], dtype=torch.float64), tensor([nan, nan, nan, 0., 1.], dtype=torch.float64))
+    """
     check_positive("num_bins", num_bins, integer=True)
     probs, y = _predictive(probs, y)
     confidence, pred = probs.max(-1)
@@ -67,7 +98,15 @@ def reliability_bins(probs, y, num_bins: int = 15) -> dict:
 
 
 def ece(probs, y, num_bins: int = 15) -> float:
-    r"""Expected calibration error :math:`\sum_b \frac{n_b}{N}\,|\mathrm{acc}_b - \mathrm{conf}_b|` over equal-width bins."""
+    r"""Expected calibration error :math:`\sum_b \frac{n_b}{N}\,|\mathrm{acc}_b - \mathrm{conf}_b|` over equal-width bins.
+
+    Four inputs predicted with confidence 0.9, three of them right: ECE = |0.75 - 0.9| = 0.15.
+
+    >>> import torch
+    >>> probs = torch.tensor([[0.9, 0.1]] * 4)
+    >>> round(ece(probs, torch.tensor([0, 0, 0, 1])), 4)
+    0.15
+    """
     bins = reliability_bins(probs, y, num_bins)
     filled = bins["count"] > 0
     weights = bins["count"][filled] / bins["count"].sum()
@@ -78,12 +117,28 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     """Area under the ROC curve of ``scores`` for telling ``labels == 1`` (e.g. out-of-distribution) from 0.
 
     The Mann-Whitney statistic with average ranks for ties: the probability that a random positive
-    scores higher than a random negative (ties count one half).
+    scores higher than a random negative (ties count one half). NaN or infinite scores raise a
+    ``ValueError`` (they have no rank).
+
+    >>> import torch
+    >>> auroc(torch.tensor([0.1, 0.4, 0.35, 0.8]), torch.tensor([0, 0, 1, 1]))
+    0.75
     """
-    scores = torch.as_tensor(scores).double().flatten()
+    for name, value in (("scores", scores), ("labels", labels)):
+        if isinstance(value, torch.Tensor):
+            check_tensor_device(name, value)
+    scores = torch.as_tensor(scores)
+    if not (torch.is_floating_point(scores) or scores.dtype in (torch.int8, torch.int16, torch.int32, torch.int64,
+                                                                 torch.uint8, torch.bool)):
+        raise TypeError(f"scores must be real numbers, got dtype {scores.dtype}")
+    scores = scores.double().flatten()
     labels = torch.as_tensor(labels).flatten()
     if scores.shape != labels.shape:
         raise ValueError(f"scores and labels must have the same length, got {len(scores)} and {len(labels)}")
+    bad = int((~torch.isfinite(scores)).sum())
+    if bad:
+        raise ValueError(f"scores hold {bad} NaN or infinite value(s): an AUROC of them is meaningless; "
+                         "find where they came from (e.g. a log of 0) and remove or fix them")
     if not torch.all((labels == 0) | (labels == 1)):
         raise ValueError("labels must be 0 or 1")
     n_pos, n_neg = int(labels.sum()), int((labels == 0).sum())

@@ -12,6 +12,7 @@ from torch import nn
 
 from bnn_teach.nn.base import sampling
 from bnn_teach.sgmcmc import SampleEnsemble
+from bnn_teach.uncertainty import check_tensor_device
 from bnn_teach.utils import check_positive
 
 __all__ = ["mc_predict", "predictive_regression"]
@@ -26,7 +27,17 @@ def _outputs(model: nn.Module, X: torch.Tensor, num_samples: int, batch_size: in
     """Raw outputs ``(S, N, ...)`` in eval mode with Bayesian sampling on, batched, without autograd."""
     if not isinstance(X, torch.Tensor):
         raise TypeError(f"X must be a tensor, got {type(X).__name__}")
+    check_tensor_device("X", X)
     check_positive("batch_size", batch_size, integer=True)
+    if len(X) == 0:
+        raise ValueError("X is empty (0 inputs): there is nothing to predict")
+    if not torch.is_floating_point(X):
+        hint = " (images: X.float() / 255)" if X.dtype == torch.uint8 else " (X.float())"
+        raise TypeError(f"X must be a floating-point tensor, got dtype {X.dtype}; convert it first{hint}")
+    bad = int((~torch.isfinite(X)).sum())
+    if bad:
+        raise ValueError(f"X holds {bad} NaN or infinite value(s); predictions of them would be NaN. "
+                         "Clean the inputs first (e.g. torch.nan_to_num or drop those rows)")
     device = _device(model)
     was_training = model.training
     model.eval()
@@ -57,6 +68,19 @@ def mc_predict(model: nn.Module, X: torch.Tensor, num_samples: int = 20, batch_s
     Returns
     -------
     probs : tensor of shape (num_samples, N, classes), on the model's device; each row sums to 1.
+
+    ``X`` must be a non-empty floating-point tensor without NaN/inf (else ``ValueError``/``TypeError``).
+
+    >>> import torch, bnn_teach as bt
+    >>> _ = torch.manual_seed(0)
+    >>> model = torch.nn.Sequential(bt.nn.BayesLinear(4, 3, init_rho=-1.0))
+    >>> probs = mc_predict(model, torch.randn(5, 4), num_samples=10)
+    >>> probs.shape                         # (num_samples, N, classes)
+    torch.Size([10, 5, 3])
+    >>> torch.allclose(probs.sum(-1), torch.ones(10, 5))
+    True
+    >>> bool((probs[0] != probs[1]).any())  # each sample draws new weights
+    True
     """
     check_positive("num_samples", num_samples, integer=True)
     logits = _outputs(model, X, num_samples, batch_size)

@@ -61,6 +61,15 @@ class ScaleMixturePrior(Prior):
 
     No closed-form KL: layers use a Monte Carlo estimate (:func:`bnn_teach.kl.monte_carlo`).
     The paper's grid: ``-log sigma1 in {0, 1, 2}``, ``-log sigma2 in {6, 7, 8}``, ``pi in {1/4, 1/2, 3/4}``.
+
+    >>> import math, torch
+    >>> prior = ScaleMixturePrior(pi=0.5, sigma1=1.0, sigma2=math.exp(-6))
+    >>> prior.log_prob(torch.tensor([0.0, 1.0]))  # a tall spike at 0, a wide slab around it
+    tensor([ 4.3904, -2.1121])
+    >>> ScaleMixturePrior(sigma1=0.001, sigma2=1.0)
+    Traceback (most recent call last):
+    ...
+    ValueError: sigma1 must be larger than sigma2 ...
     """
 
     def __init__(self, pi: float = 0.5, sigma1: float = math.exp(-0.0), sigma2: float = math.exp(-6.0)):
@@ -69,6 +78,9 @@ class ScaleMixturePrior(Prior):
         self.pi = float(pi)
         self.sigma1 = float(check_positive("sigma1", sigma1))
         self.sigma2 = float(check_positive("sigma2", sigma2))
+        if not self.sigma1 > self.sigma2:
+            raise ValueError(f"sigma1 must be larger than sigma2 (sigma1 the wide slab, sigma2 the narrow spike), got "
+                             f"sigma1={sigma1!r}, sigma2={sigma2!r}; swap them, e.g. sigma1=1.0, sigma2=math.exp(-6)")
 
     def distribution(self, like):
         kw = dict(dtype=like.dtype, device=like.device)
@@ -77,10 +89,11 @@ class ScaleMixturePrior(Prior):
         return MixtureSameFamily(mixing, components)
 
     def log_prob(self, w):
-        # log(pi N1 + (1-pi) N2) by logsumexp: stable for |w| far outside either scale.
+        # log(pi N1 + (1-pi) N2) by logsumexp: stable for |w| far outside either scale. (Not torch.logaddexp:
+        # its second derivative is NaN where one term underflows.)
         log_n1 = -0.5 * (w / self.sigma1) ** 2 - math.log(self.sigma1) - 0.5 * math.log(2 * math.pi)
         log_n2 = -0.5 * (w / self.sigma2) ** 2 - math.log(self.sigma2) - 0.5 * math.log(2 * math.pi)
-        return torch.logaddexp(log_n1 + math.log(self.pi), log_n2 + math.log1p(-self.pi))
+        return torch.logsumexp(torch.stack([log_n1 + math.log(self.pi), log_n2 + math.log1p(-self.pi)]), dim=0)
 
     def __repr__(self):
         return f"ScaleMixturePrior(pi={self.pi}, sigma1={self.sigma1:.4g}, sigma2={self.sigma2:.4g})"
