@@ -13,7 +13,7 @@ STAMP      := $(VENV)/.bnn_teach-installed
 RUN        := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test check clean
+.PHONY: setup lab test check clean peers
 
 setup: $(STAMP)
 
@@ -33,6 +33,19 @@ lab: setup
 # pytest exits 5 when it collected no tests; that is not a failure of the build.
 test: setup
 	$(RUN) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+
+# The peer libraries of benchmarks/peers.py (the [peers] extra), without their declared dependencies:
+# unpinned, those pull a CUDA torch, torchvision and tensorboard in place of the CPU torch. None of
+# the three imports torchvision or tensorboard when its layers are imported; what they do import
+# (numpy) is already here. The check fails if torch changed.
+PEERS_SPEC ?= bayesian-torch==0.5.0 torchbnn==1.2 blitz-bayesian-pytorch==0.2.8
+
+peers: setup
+	@before=$$($(PY) -c "import torch; print(torch.__version__)"); \
+	$(PY) -m pip install --no-deps $(PEERS_SPEC) && \
+	after=$$($(PY) -c "import torch; print(torch.__version__)") && \
+	$(PY) -c "import bayesian_torch.layers, torchbnn, blitz.modules" && \
+	echo "peers installed; torch $$before -> $$after" && test "$$before" = "$$after"
 
 clean:
 	rm -rf $(VENV) .pytest_cache build *.egg-info
