@@ -1,4 +1,8 @@
-"""The ``bnn-teach`` command. ``bnn-teach check`` tells whether this machine is ready for the course."""
+"""The ``bnn-teach`` command: ``check`` (is this machine ready for the course?), ``reproduce``, ``gallery``.
+
+Every error is one line on stderr that says what to do; the exit status is 0 (done), 1 (a failure),
+2 (a usage error: the command cannot work as given) or 130 (stopped by Ctrl-C).
+"""
 from __future__ import annotations
 
 import argparse
@@ -51,6 +55,24 @@ def _online(timeout: float = 3.0) -> bool:
     return False
 
 
+def _verify_mnist() -> str | None:
+    """Read every MNIST file that loading would use (size, IDX header and MD5 of the content);
+    the problem in one line, or None when both splits are sound."""
+    from bnn_teach.data.mnist import MNISTFileError, _find_split, read_idx
+
+    for split in ("train", "test"):
+        found = _find_split(None, split)
+        if found is None:
+            continue
+        try:
+            images, labels = (read_idx(path) for path in found)
+        except MNISTFileError as err:
+            return " ".join(str(err).split())
+        if len(images) != len(labels):
+            return f"{found[0]} holds {len(images)} images but {found[1]} holds {len(labels)} labels"
+    return None
+
+
 def check(course: bool = False) -> int:
     """Print versions, device and data source; return 0 when ready, 1 when a required piece is missing."""
     missing = []
@@ -74,8 +96,11 @@ def check(course: bool = False) -> int:
     detail = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"
     print(f"device       {device}{detail}")
     source = mnist_source()
-    if source != "embedded":
-        print(f"MNIST        full set at {source}")
+    broken = _verify_mnist() if source != "embedded" else None
+    if broken:
+        print(f"MNIST        BROKEN: {broken}")
+    elif source != "embedded":
+        print(f"MNIST        full set at {source} (both splits read and checksummed)")
     elif _online():
         print(f"MNIST        not found locally; downloads to {cache_dir()} on first use")
     else:
@@ -83,6 +108,9 @@ def check(course: bool = False) -> int:
               "Set BNN_TEACH_DATA to a folder with MNIST/raw/*.gz for the full set.")
     writable = _cache_writable(cache_dir())
     print(f"cache        {cache_dir()} ({'writable' if writable else 'NOT writable'})")
+    if broken:
+        print(f"\nbnn-teach check: MNIST is not usable: {broken}", file=sys.stderr)
+        return 1
     if missing:
         extra = " 'bnn_teach[course]'" if set(missing) & set(COURSE) else ""
         print(f"\nbnn-teach check: missing {', '.join(missing)}. Run `make setup` or pip install -e .{extra}",
@@ -92,27 +120,80 @@ def check(course: bool = False) -> int:
     return 0
 
 
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="bnn-teach", description="Bayesian deep learning, taught.")
-    sub = parser.add_subparsers(dest="command", required=True)
+class _Parser(argparse.ArgumentParser):
+    """argparse with one-line errors (exit status 2) instead of the usage block."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+def _one_line(err: BaseException) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+def build_parser() -> argparse.ArgumentParser:
+    import torch
+
+    from bnn_teach import __version__, reproduce
+
+    parser = _Parser(prog="bnn-teach", description="Bayesian deep learning, taught.")
+    parser.add_argument("--version", action="version",
+                        version=f"bnn-teach {__version__} (torch {torch.__version__}, Python {platform.python_version()})")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p_check = sub.add_parser("check", help="print versions, device and data source; fail if something is missing")
     p_check.add_argument("--course", action="store_true", help="also require JupyterLab, nbgrader, jupytext, nbstripout")
-    from bnn_teach import reproduce
-
     reproduce.add_parser(sub)
     p_gallery = sub.add_parser("gallery", help="render every bnn_teach.viz figure to PNG files in a folder")
     p_gallery.add_argument("out_dir")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def _run(args) -> int:
+    from bnn_teach import reproduce
+
     if args.command == "check":
         return check(course=args.course)
     if args.command == "reproduce":
         return reproduce.main_from_args(args)
     if args.command == "gallery":
+        out = Path(args.out_dir)
+        if out.exists() and not out.is_dir():
+            raise reproduce.UsageError(f"{out} is a file; give a folder for the PNG files")
         from bnn_teach.viz.gallery import main as gallery_main
 
         return gallery_main([args.out_dir])
-    parser.error(f"unknown command {args.command}")  # pragma: no cover
-    return 2
+    raise reproduce.UsageError(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
+
+
+def main(argv=None) -> int:
+    """The ``bnn-teach`` command. Returns the exit status: 0 done, 1 a failure, 2 a usage error,
+    130 stopped by Ctrl-C. Every error is one line on stderr; ``BNN_TEACH_DEBUG=1`` shows tracebacks."""
+    from bnn_teach.reproduce import RunInterrupted, UsageError
+
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as done:  # --help, --version, or a usage error already printed in one line
+        return done.code if isinstance(done.code, int) else (0 if done.code is None else 2)
+    prog = f"bnn-teach {args.command}"
+    try:
+        return _run(args)
+    except RunInterrupted as stop:
+        print(f"{prog}: {stop}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"{prog}: stopped (Ctrl-C) outside training; saved checkpoints are kept; run the same command to "
+              "resume or start again", file=sys.stderr)
+        return 130
+    except UsageError as err:
+        print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
+        return 2
+    except Exception as err:  # noqa: BLE001 - a student sees one line; BNN_TEACH_DEBUG=1 for the traceback
+        if os.environ.get("BNN_TEACH_DEBUG", "").strip() not in ("", "0"):
+            raise
+        print(f"{prog}: failed: {type(err).__name__}: {_one_line(err)} (BNN_TEACH_DEBUG=1 shows the traceback)",
+              file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from bnn_teach import reproduce
+from bnn_teach import reproduce, train
 
 
 @pytest.fixture
@@ -43,23 +43,128 @@ def test_every_experiment_runs_at_its_smallest_setting(name, fast_embedded, tmp_
         assert methods == {"sgld", "sghmc", "sgld-sa"}
 
 
-def test_resumes_from_checkpoint(fast_embedded, tmp_path):
+def _folder_state(folder):
+    """Every file in ``folder`` with its bytes and modification time."""
+    return {p.name: (p.read_bytes(), p.stat().st_mtime_ns) for p in sorted(folder.iterdir())}
+
+
+def _interrupt_after_epoch(monkeypatch, epoch):
+    """Make ``fit`` inside ``reproduce`` raise KeyboardInterrupt (as Ctrl-C does) after ``epoch`` is checkpointed."""
+    real_fit = reproduce.fit
+
+    def ctrl_c(done, model, history):
+        if done == epoch:
+            raise KeyboardInterrupt
+
+    def fit(*args, callbacks=(), **kwargs):
+        return real_fit(*args, callbacks=[*callbacks, ctrl_c], **kwargs)
+
+    monkeypatch.setattr(reproduce, "fit", fit)
+
+
+def test_resumes_after_an_interruption_and_counts_the_whole_run(fast_embedded, tmp_path, monkeypatch):
+    import torch
+
     out = tmp_path / "run"
-    reproduce.run("sparsevd-lenet300", epochs=1, out=out, progress=False)
-    first = json.loads((out / "history.json").read_text())
-    assert len(first) == 1
-    reproduce.run("sparsevd-lenet300", epochs=2, out=out, progress=False)
+    _interrupt_after_epoch(monkeypatch, 1)
+    with pytest.raises(reproduce.RunInterrupted, match="stopped after epoch 1 .*run the same command to resume"):
+        reproduce.run("sparsevd-lenet300", epochs=2, out=out, progress=False)
+    assert not (out / "results.json").exists()
+    state = torch.load(out / "sparsevd-lenet300.ckpt", weights_only=False)
+    first, elapsed = state["history"], state["elapsed"]
+    assert len(first) == 1 and elapsed > 0
+    assert state["settings"]["epochs"] == 2 and state["settings"]["data"]["train images"] == 2000
+    monkeypatch.setattr(reproduce, "fit", train.fit)  # no more Ctrl-C
+    result = reproduce.run("sparsevd-lenet300", epochs=2, out=out, progress=False)
     resumed = json.loads((out / "history.json").read_text())
     assert len(resumed) == 2 and resumed[0] == first[0], "epoch 1 was not re-trained"
+    # the training time of the whole run, not only the resumed epoch
+    assert result["ours"]["seconds"] >= round(elapsed + resumed[1]["seconds"], 1) - 0.1
+    assert result["wall seconds"] >= elapsed
     reproduce.run("sparsevd-lenet300", epochs=1, out=out, progress=False, restart=True)
     assert len(json.loads((out / "history.json").read_text())) == 1
+    assert json.loads((out / "settings.json").read_text())["epochs"] == 1
 
 
-def test_bad_arguments():
+def test_a_resume_with_other_settings_is_refused_and_changes_nothing(fast_embedded, tmp_path, monkeypatch):
+    out = tmp_path / "run"
+    reproduce.run("sparsevd-lenet300", epochs=1, out=out, progress=False)
+    before = _folder_state(out)
+    assert {"sparsevd-lenet300.ckpt", "settings.json", "results.json", "history.json", "figure.png"} <= set(before)
+    asks = [  # (keyword arguments, the difference the message must name)
+        (dict(epochs=3), "epochs 1 there, 3 asked"),
+        (dict(epochs=1, seed=5, lr=0.01), "seed 0 there, 5 asked; lr 0.001 there, 0.01 asked"),
+        (dict(epochs=1, train_size=500), "train_size not set there, 500 asked"),
+        (dict(epochs=1, lr_floor=0.1), "lr_floor 0.0 there, 0.1 asked"),
+    ]
+    for kwargs, difference in asks:
+        with pytest.raises(reproduce.SettingsMismatch) as refused:
+            reproduce.run("sparsevd-lenet300", out=out, progress=False, **kwargs)
+        message = str(refused.value)
+        assert difference in message and "--restart" in message and "another --out" in message
+        assert "\n" not in message
+        assert _folder_state(out) == before, f"{kwargs} changed the run folder"
+    monkeypatch.delenv("BNN_TEACH_FAST")  # a full run into a FAST run's folder
+    with pytest.raises(reproduce.SettingsMismatch, match="fast on there, off asked"):
+        reproduce.run("sparsevd-lenet300", out=out, progress=False)
+    assert _folder_state(out) == before
+
+
+def test_a_checkpoint_of_other_data_is_refused(fast_embedded, tmp_path, mnist_root, monkeypatch):
+    out = tmp_path / "run"
+    reproduce.run("sparsevd-lenet300", epochs=1, out=out, progress=False)  # the embedded subset
+    before = _folder_state(out)
+    monkeypatch.setenv("BNN_TEACH_DATA", str(mnist_root))  # same settings, other images
+    with pytest.raises(reproduce.SettingsMismatch, match="data fingerprint [0-9a-f]{16} there, [0-9a-f]{16} asked"):
+        reproduce.run("sparsevd-lenet300", epochs=1, out=out, progress=False)
+    assert _folder_state(out) == before
+
+
+def test_a_checkpoint_without_settings_is_refused(fast_embedded, tmp_path):
+    import torch
+
+    out = tmp_path / "old"
+    out.mkdir()
+    torch.save({"model": {}, "history": []}, out / "sparsevd-lenet300.ckpt")  # as an older bnn_teach wrote
+    with pytest.raises(reproduce.SettingsMismatch, match="records no settings.*--restart"):
+        reproduce.run("sparsevd-lenet300", epochs=1, out=out, progress=False)
+    assert sorted(p.name for p in out.iterdir()) == ["sparsevd-lenet300.ckpt"]
+
+
+def test_smoke_runs_say_so(fast_embedded, tmp_path, capsys):
+    result = reproduce.run("sgld-sa", epochs=1, out=tmp_path / "s", progress=False)
+    assert result["fast"] and "SMOKE RUN" in result["smoke run"]
+    assert "SMOKE RUN" in json.loads((tmp_path / "s" / "results.json").read_text())["smoke run"]
+    table = capsys.readouterr().out
+    assert "SMOKE RUN" in table and "ours (smoke run)" in table
+
+
+def test_bad_arguments(tmp_path):
     with pytest.raises(ValueError, match="unknown experiment"):
         reproduce.run("sparsevd-resnet")
-    with pytest.raises(ValueError, match="epochs"):
-        reproduce.run("sgld-sa", epochs=0)
+    bad = [
+        (dict(epochs=0), "epochs"), (dict(epochs=-3), "epochs"), (dict(epochs=2.5), "epochs"),
+        (dict(lr=5.0), "sgld-sa does not use --lr"), (dict(train_size=100), "does not use --train-size"),
+        (dict(lr_floor=0.5), "does not use --lr-floor"), (dict(seed=-1), "seed"),
+        (dict(device="gpu"), "not a device"), (dict(device="meta"), "not supported"),
+    ]
+    for kwargs, match in bad:
+        with pytest.raises(reproduce.UsageError, match=match):
+            reproduce.run("sgld-sa", out=tmp_path / "never", **kwargs)
+    for kwargs, match in [(dict(train_size=-5), "train-size"), (dict(lr=float("nan")), "--lr"),
+                          (dict(lr_floor=1.0), "lr-floor")]:
+        with pytest.raises(reproduce.UsageError, match=match):
+            reproduce.run("sparsevd-lenet300", out=tmp_path / "never", **kwargs)
+    (tmp_path / "a_file").write_text("x")
+    with pytest.raises(reproduce.UsageError, match="is a file"):
+        reproduce.run("sgld-sa", out=tmp_path / "a_file")
+    assert not (tmp_path / "never").exists(), "a refused run created its folder"
+
+
+def test_train_size_larger_than_the_data_creates_nothing(fast_embedded, tmp_path):
+    with pytest.raises(reproduce.UsageError, match="--train-size 5000 is more than the 2000 training images"):
+        reproduce.run("sparsevd-lenet300", epochs=1, out=tmp_path / "big", train_size=5000, progress=False)
+    assert not (tmp_path / "big").exists()
 
 
 def test_cli_reproduce(fast_embedded, tmp_path):

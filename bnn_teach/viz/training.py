@@ -3,7 +3,21 @@ from __future__ import annotations
 
 from bnn_teach import sparsity as _sp
 
-__all__ = ["plot_history", "experiment_figure"]
+__all__ = ["plot_history", "experiment_figure", "SMOKE_TITLE"]
+
+SMOKE_TITLE = "SMOKE RUN (BNN_TEACH_FAST=1): checks that the code runs; not a result"
+LABELS = {"nll": "NLL per data point (nats)", "kl": "KL per data point (nats)", "test_acc": "test accuracy",
+          "train_acc": "train accuracy", "elbo": "ELBO per data point (nats)", "loss": "loss per data point (nats)",
+          "lr": "learning rate", "kl_weight": "KL weight", "compression": "compression (×)",
+          "test_nll": "test NLL (nats)", "seconds": "seconds per epoch"}
+
+
+def _line(ax, x, y, **kwargs):
+    """A line with markers when it has few points, so a one-epoch run still shows its value."""
+    if len(x) <= 20:
+        kwargs.setdefault("marker", "o")
+        kwargs.setdefault("markersize", 4)
+    return ax.plot(x, y, **kwargs)
 
 
 def plot_history(history, keys=("nll", "kl", "test_acc"), ax=None):
@@ -17,19 +31,27 @@ def plot_history(history, keys=("nll", "kl", "test_acc"), ax=None):
     else:
         fig, axes = ax.figure, [ax] * max(1, len(present))
     for a, key in zip(axes, present):
-        a.plot(history["epoch"], history[key], label=key)
+        _line(a, history["epoch"], history[key], label=key)
         a.set_xlabel("epoch")
+        a.set_ylabel(LABELS.get(key, key))
         a.set_title(key)
+        a.legend(fontsize=8)
+    if not present:
+        axes[0].set_title("nothing recorded yet")
+    fig.tight_layout()
     return fig
 
 
-def experiment_figure(name: str, history=None, model=None):
+def experiment_figure(name: str, history=None, model=None, smoke_run: bool = False):
     """The summary figure of a reproduction, one panel per thing recorded:
 
     - the ELBO's terms ``nll`` and ``kl`` per data point (log scale when positive);
     - the test error (%) and, where recorded, the compression ratio (right axis, log scale) per epoch;
     - other traces (the sampler's ``sigma``, ``beta1..3``);
-    - the final per-layer sparsity bars (when there is a model).
+    - the final per-layer sparsity bars (when there is a model), labelled with the layers' names.
+
+    Lines of 20 points or fewer carry markers, so a one-epoch run shows its values. ``smoke_run`` (a
+    ``BNN_TEACH_FAST=1`` run) puts :data:`SMOKE_TITLE` over the figure.
     """
     import matplotlib.pyplot as plt
 
@@ -38,50 +60,57 @@ def experiment_figure(name: str, history=None, model=None):
     trace_keys = [k for k in ("sigma", "beta1", "beta2", "beta3") if k in keys]
     panels = [p for p, present in (("loss", loss_keys), ("error", "test_acc" in keys), ("traces", trace_keys),
                                    ("sparsity", model is not None)) if present]
-    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.2), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.4), squeeze=False)
     axes = dict(zip(panels, axes.flat)) if panels else {}
     epochs = history["epoch"] if keys else []
     if "loss" in axes:
         ax = axes["loss"]
         for key in loss_keys:
-            ax.plot(epochs, history[key], label=key)
+            _line(ax, epochs, history[key], label=key)
         if all(v > 0 for key in loss_keys for v in history[key]):
             ax.set_yscale("log")
         ax.set_xlabel("epoch")
-        ax.set_title(f"{name}: ELBO terms per data point", fontsize=9)
+        ax.set_ylabel("nats per data point")
+        ax.set_title("ELBO terms per data point", fontsize=9)
         ax.legend(fontsize=8)
     if "error" in axes:
         ax = axes["error"]
         error = [100.0 * (1.0 - a) for a in history["test_acc"]]
-        ax.plot(epochs, error, color="C3")
+        lines = _line(ax, epochs, error, color="C3", label="test error %")
         ax.set_ylabel("test error %", color="C3")
         ax.set_xlabel("epoch")
         ax.set_ylim(0, min(100.0, 3 * sorted(error)[len(error) // 2] + 0.5))
         title = f"final error {error[-1]:.2f} %"
         if "compression" in keys:
             right = ax.twinx()
-            right.plot(epochs, history["compression"], color="C0")
+            lines += _line(right, epochs, history["compression"], color="C0", label="compression ×")
             right.set_yscale("log")
             right.set_ylabel("compression ×", color="C0")
             title += f" · compression {history['compression'][-1]:.1f}×"
+        ax.legend(lines, [line.get_label() for line in lines], fontsize=8, loc="upper right")
         ax.set_title(title, fontsize=9)
     if "traces" in axes:
         ax = axes["traces"]
         for key in trace_keys:
-            ax.plot(epochs, history[key], label=key)
-        ax.set_xlabel("step")
-        ax.set_title(name, fontsize=9)
+            _line(ax, epochs, history[key], label=key)
+        ax.set_xlabel("sampler step")
+        ax.set_ylabel("value")
+        ax.set_title("SGLD-SA: sigma and beta1..3 over the steps", fontsize=9)
         ax.legend(fontsize=8)
     if "sparsity" in axes:
         ax = axes["sparsity"]
         table = _sp.sparsity_table(model)
-        ax.bar([f"layer {r['layer']}" for r in table], [r["sparsity"] for r in table])
+        ax.bar([r["layer"] for r in table], [r["sparsity"] for r in table], label="weights removed")
         ax.set_ylim(0, 100)
+        ax.set_xlabel("layer")
         ax.set_ylabel("sparsity %")
         ax.set_title(f"compression {_sp.compression_ratio(model):.1f}×", fontsize=9)
+        ax.legend(fontsize=8)
     if not panels:
         ax = fig.axes[0]
         ax.set_axis_off()
-        ax.set_title(name)
+        ax.set_title("nothing recorded")
+    fig.suptitle(f"{name} · {SMOKE_TITLE}" if smoke_run else name, fontsize=10,
+                 color="C3" if smoke_run else "black")
     fig.tight_layout()
     return fig
