@@ -5,8 +5,12 @@
 
 PYTHON     ?= python3
 VENV       ?= .venv
-# A CPU build where that is what the machine has; override e.g. TORCH_SPEC='torch' on a CUDA box.
+# torch comes from PyTorch's CPU wheel index (a CPU build, ~200 MB, not the multi-GB CUDA build an ordinary
+# `pip install torch` gives on Linux) and from the default registry when that index cannot be reached
+# (tools/install_torch.py tries them in that order). On a CUDA box: make setup TORCH_SPEC=torch, which
+# skips the CPU index. TORCH_INDEX= (empty) skips it too.
 TORCH_SPEC ?= torch==2.13.0
+TORCH_INDEX ?= $(if $(filter command line environment,$(origin TORCH_SPEC)),,https://download.pytorch.org/whl/cpu)
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.bnn_teach-installed
 # nbgrader calls `alembic` through the shell, so the environment's bin/ goes first on PATH.
@@ -19,7 +23,7 @@ setup: $(STAMP)
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install "$(TORCH_SPEC)"
+	$(PY) -c "import torch" 2>/dev/null || $(PYTHON) tools/install_torch.py --python $(PY) --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)"
 	$(PY) -m pip install -e ".[course,dev]"
 	touch $(STAMP)
 
