@@ -48,8 +48,10 @@ def main(argv=None):
         "nn.Linear": nn.Linear(784, 300),
         "two GEMMs (floor)": TwoGemms(F.linear, (300, 784)),
         "BayesLinear (LRT)": bt.nn.BayesLinear(784, 300),
+        "BayesLinear (LRT, fused=False)": bt.nn.BayesLinear(784, 300, fused=False),
         "BayesLinear (weight sampling)": bt.nn.BayesLinear(784, 300, local_reparam=False),
         "LinearSVDO": bt.nn.LinearSVDO(784, 300),
+        "LinearSVDO (fused=False)": bt.nn.LinearSVDO(784, 300, fused=False),
         "LinearARD": bt.nn.LinearARD(784, 300),
         "LinearGroupSVDO": bt.nn.LinearGroupSVDO(784, 300),
     }
@@ -57,8 +59,10 @@ def main(argv=None):
         "nn.Conv2d": nn.Conv2d(20, 50, 5),
         "two convolutions (floor)": TwoGemms(F.conv2d, (50, 20, 5, 5)),
         "BayesConv2d (LRT)": bt.nn.BayesConv2d(20, 50, 5),
+        "BayesConv2d (LRT, fused=False)": bt.nn.BayesConv2d(20, 50, 5, fused=False),
         "BayesConv2d (weight sampling)": bt.nn.BayesConv2d(20, 50, 5, local_reparam=False),
         "Conv2dSVDO": bt.nn.Conv2dSVDO(20, 50, 5),
+        "Conv2dSVDO (fused=False)": bt.nn.Conv2dSVDO(20, 50, 5, fused=False),
         "Conv2dARD": bt.nn.Conv2dARD(20, 50, 5),
     }
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}×{args.inner} steps")

@@ -381,3 +381,186 @@ def test_fused_log_alpha_and_kl_match_the_plain_formulas(cls):
             assert g is None or float(g.abs().max()) == 0.0, name
         else:
             torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12, msg=lambda m: f"gradient of {name}: {m}")
+
+
+# ---------------------------------------------------------------- fused = plain, second derivatives, torch.func
+
+def _float64_pair(name):
+    """The layer (fused, float64, parameters away from clamps and thresholds) and its fused=False twin."""
+    layer, x, _ = make(name)
+    layer = layer.double()
+    with torch.no_grad():
+        for pname, p in layer.named_parameters():
+            if pname.endswith(("rho", "log_sigma2")):
+                p.uniform_(-3.0, -1.0)
+    plain = copy.deepcopy(layer)
+    for m in plain.modules():
+        if hasattr(m, "fused"):
+            m.fused = False
+    return layer, plain, x.double()
+
+
+FUSABLE = [n for n in LAYERS if not n.endswith("weights")]
+
+
+@pytest.mark.parametrize("name", FUSABLE)
+def test_fused_path_equals_plain_autograd(name):
+    """Same seed, same sample; same KL; the same gradients of both (float64)."""
+    layer, plain, x = _float64_pair(name)
+    results = []
+    for module in (layer, plain):
+        xg = x.clone().requires_grad_(True)
+        torch.manual_seed(3)
+        out = module(xg)
+        loss = (out * torch.linspace(-1, 1, out.numel(), dtype=out.dtype).reshape(out.shape)).sum() + 0.01 * module.kl()
+        grads = torch.autograd.grad(loss, [xg, *module.parameters()])
+        results.append((out.detach(), module.kl().detach(), grads))
+    (out_f, kl_f, grads_f), (out_p, kl_p, grads_p) = results
+    torch.testing.assert_close(out_f, out_p, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(kl_f, kl_p, rtol=1e-10, atol=1e-10)
+    for pname, gf, gp in zip(["x"] + [n for n, _ in layer.named_parameters()], grads_f, grads_p):
+        torch.testing.assert_close(gf, gp, rtol=1e-8, atol=1e-10, msg=lambda m: f"gradient of {pname}: {m}")
+
+
+def _functional(module, x, seed=0):
+    """``f(x, *params)`` of the layer's output with a fixed noise draw, and its inputs (float64)."""
+    names = [n for n, _ in module.named_parameters()]
+    params = tuple(p.detach().clone().requires_grad_(True) for p in module.parameters())
+
+    def f(x, *params):
+        torch.manual_seed(seed)
+        return torch.func.functional_call(module, dict(zip(names, params)), (x,))
+
+    return f, (x.clone().requires_grad_(True), *params)
+
+
+@pytest.mark.parametrize("mode", ["train", "eval"])
+@params
+def test_gradgradcheck_plain_path(name, mode):
+    """Second derivatives of the output and of the KL are right (fused=False, float64, both modes)."""
+    _, plain, x = _float64_pair(name)
+    plain.train(mode == "train")
+    f, inputs = _functional(plain, x)
+    assert torch.autograd.gradgradcheck(f, inputs, atol=1e-5, rtol=1e-4, nondet_tol=1e-12)
+    kl_names = [n for n, _ in plain.named_parameters()]
+
+    def kl(*params):
+        torch.manual_seed(0)  # the scale-mixture prior's KL is a Monte Carlo estimate
+        return _kl_of(plain, kl_names, params)
+
+    assert torch.autograd.gradgradcheck(kl, inputs[1:], atol=1e-5, rtol=1e-4, nondet_tol=1e-12)
+
+
+def _kl_of(module, names, params):
+    class _KL(nn.Module):
+        def __init__(self, inner):
+            super().__init__()
+            self.inner = inner
+
+        def forward(self):
+            return self.inner.kl()
+
+    return torch.func.functional_call(_KL(module), {f"inner.{n}": p for n, p in zip(names, params)}, ())
+
+
+@pytest.mark.parametrize("name", FUSABLE)
+def test_second_derivative_through_fused_path_raises_a_clear_error(name):
+    layer, _, x = _float64_pair(name)
+    x = x.requires_grad_(True)
+    with pytest.raises(RuntimeError, match="fused=False"):
+        torch.autograd.grad(layer(x).pow(2).sum(), x, create_graph=True)
+    if name.endswith("mixture"):  # a Monte Carlo KL in plain autograd: twice differentiable
+        return
+    with pytest.raises(RuntimeError, match="fused=False"):
+        torch.autograd.grad(layer.kl(), list(layer.parameters()), create_graph=True)
+
+
+def test_mixed_second_derivative_of_the_lrt_matches_the_formula():
+    """d²L/dx dmu for L = sum(out²) with fused=False equals the same derivative of the LRT formula written out."""
+    torch.manual_seed(0)
+    layer = bt.nn.BayesLinear(3, 2, fused=False).double()
+    x = torch.rand(4, 3, dtype=torch.float64, requires_grad=True)
+    torch.manual_seed(1)
+    out = layer(x)
+    (gx,) = torch.autograd.grad(out.pow(2).sum(), x, create_graph=True)
+    (got,) = torch.autograd.grad(gx.sum(), layer.weight_mu)
+    torch.manual_seed(1)
+    noise = torch.randn(4, 2, dtype=torch.float64)
+    mu, sigma = layer.weight_mu.detach().clone().requires_grad_(True), layer.weight_sigma.detach()
+    x2 = x.detach().clone().requires_grad_(True)
+    ref = x2 @ mu.T + layer.bias_mu.detach() + torch.sqrt((x2 * x2) @ (sigma**2).T + layer.bias_sigma.detach()**2
+                                                          + 1e-8) * noise
+    (gx_ref,) = torch.autograd.grad(ref.pow(2).sum(), x2, create_graph=True)
+    (want,) = torch.autograd.grad(gx_ref.sum(), mu)
+    torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_torch_func_vmap_and_grad(name):
+    """torch.func works on every layer (the fused path steps aside): per-example gradients by vmap(grad)
+    equal a loop of autograd gradients, in eval mode (deterministic)."""
+    layer, x, _ = make(name)
+    layer.eval()
+    params = {n: p.detach() for n, p in layer.named_parameters()}
+
+    def loss(params, xi):
+        return torch.func.functional_call(layer, params, (xi.unsqueeze(0),)).pow(2).sum()
+
+    per_example = torch.func.vmap(torch.func.grad(loss), in_dims=(None, 0))(params, x)
+    for i in range(2):
+        layer.zero_grad()
+        layer(x[i:i + 1]).pow(2).sum().backward()
+        for n, p in layer.named_parameters():
+            if p.grad is not None:
+                torch.testing.assert_close(per_example[n][i], p.grad, rtol=1e-5, atol=1e-6)
+    layer.train()
+    with pytest.raises(RuntimeError, match="randomness"):
+        torch.func.vmap(lambda xi: torch.func.functional_call(layer, params, (xi.unsqueeze(0),)))(x)
+    sampled = torch.func.vmap(lambda xi: torch.func.functional_call(layer, params, (xi.unsqueeze(0),)),
+                              randomness="different")(x)
+    assert sampled.shape[0] == x.shape[0] and torch.all(torch.isfinite(sampled))
+
+
+# ---------------------------------------------------------------- bad arguments and inputs, said clearly
+
+@pytest.mark.parametrize("name", list(LAYERS))
+@pytest.mark.parametrize("dtype", [torch.float64, torch.int64, torch.uint8])
+def test_wrong_input_dtype_names_both_dtypes_and_the_fix(name, dtype):
+    layer, x, _ = make(name)
+    with pytest.raises(TypeError, match=rf"{dtype}.*torch.float32.*x.to\(torch.float32\)"):
+        layer(x.to(dtype))
+
+
+@pytest.mark.parametrize("kwargs, error, match", [
+    (dict(init_rho=float("nan")), ValueError, "init_rho must be finite"),
+    (dict(init_rho="-5"), TypeError, "init_rho must be a number"),
+    (dict(local_reparam="no"), TypeError, "local_reparam"),
+    (dict(fused=1), TypeError, "fused"),
+])
+def test_bbb_constructor_refuses_bad_values(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        bt.nn.BayesLinear(3, 2, **kwargs)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(padding=-1), "padding must be an int >= 0"),
+    (dict(stride=0), "stride must be a positive int"),
+    (dict(kernel_size=(3, 3, 3)), "kernel_size must be an int or a pair"),
+    (dict(dilation=1.5), "dilation"),
+])
+@pytest.mark.parametrize("cls", [bt.nn.BayesConv2d, bt.nn.Conv2dSVDO])
+def test_conv_constructor_refuses_bad_geometry(cls, kwargs, match):
+    kw = {"kernel_size": 3, **kwargs}
+    with pytest.raises(ValueError, match=match):
+        cls(2, 4, **kw)
+
+
+def test_svdo_constructor_refuses_nonfinite_init():
+    with pytest.raises(ValueError, match="init_log_sigma2 must be finite"):
+        bt.nn.LinearSVDO(3, 2, init_log_sigma2=float("inf"))
+
+
+def test_input_on_another_device_is_named():
+    layer = bt.nn.BayesLinear(3, 2)
+    with pytest.raises(ValueError, match="input is on meta but BayesLinear is on cpu"):
+        layer(torch.empty(4, 3, device="meta"))

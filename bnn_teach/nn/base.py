@@ -14,12 +14,20 @@ from torch import nn
 
 __all__ = ["BayesianModule", "MCDropout", "kl_divergence", "sampling", "bayesian_modules"]
 
+# epsilon_0 under the square root of the LRT variance: keeps its gradient finite where the variance is 0
+LRT_EPS = 1e-8
+
 
 class BayesianModule(nn.Module):
     """Base class: a module with a posterior, a ``kl()`` and a sampling switch.
 
     ``self.sampling_active`` is what forward() consults: the ``sampling()`` override when one is
     set, else ``self.training``.
+
+    Every Bayesian weight layer also answers one protocol, which :mod:`bnn_teach.sparsity` and
+    :mod:`bnn_teach.viz` use: ``mean_weight()`` and ``mean_bias()`` (what eval mode uses, before
+    pruning), ``set_mean_(weight, bias)`` (copy a trained layer in), ``pruning_score()`` (per weight, high means keep) and ``pruning_mask()`` (the weights
+    eval mode keeps).
     """
 
     def __init__(self):
@@ -33,6 +41,11 @@ class BayesianModule(nn.Module):
     def kl(self) -> torch.Tensor:
         """This module's KL(q || p), summed over its parameters: a scalar tensor (≥ 0)."""
         raise NotImplementedError
+
+    def __getstate__(self):  # copies and pickles leave behind what a training step shares with kl()
+        state = self.__dict__.copy()
+        state.pop("_step_cache", None)
+        return state
 
 
 class MCDropout(BayesianModule):

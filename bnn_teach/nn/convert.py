@@ -1,7 +1,6 @@
 """``bayesianize``: turn an existing network into a Bayesian one, layer by layer (lecture 2)."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from bnn_teach.nn.bbb import BayesConv2d, BayesLinear
@@ -29,11 +28,7 @@ def _convert(layer: nn.Module, flavour: str, kwargs: dict) -> nn.Module:
         new = conv_cls(layer.in_channels, layer.out_channels, layer.kernel_size, stride=layer.stride,
                        padding=layer.padding, dilation=layer.dilation, groups=layer.groups, bias=has_bias, **kwargs)
     new = new.to(device=layer.weight.device, dtype=layer.weight.dtype)
-    mean_w, mean_b = (new.weight_mu, new.bias_mu) if flavour == "bbb" else (new.weight, new.bias)
-    with torch.no_grad():
-        mean_w.copy_(layer.weight)
-        if has_bias:
-            mean_b.copy_(layer.bias)
+    new.set_mean_(layer.weight, layer.bias)
     return new
 
 

@@ -1,104 +1,62 @@
 """Sparse Variational Dropout (Molchanov et al. 2017), ARD, and group (neuron-level) SparseVD.
 
 Posterior :math:`q(w) = \\mathcal N(\\theta, \\sigma^2)` per weight, parametrised by the mean
-``weight`` (:math:`\\theta`) and ``log_sigma2``; :math:`\\log\\alpha = \\log\\sigma^2 - \\log\\theta^2`,
-clamped to ``LOG_ALPHA_RANGE = (-8, 8)`` (the paper's code). Lecture 4 derives them.
+``weight`` (:math:`\\theta`) and ``log_sigma2`` (the additive reparametrization);
+:math:`\\log\\alpha = \\log\\sigma^2 - \\log(\\theta^2 + 10^{-8})`, clamped to ``LOG_ALPHA_RANGE = (-8, 8)``
+(the paper's code). Lecture 4 derives them; ``forward`` and ``kl`` below are the lecture's formulas.
 
 - ``train()``: local reparametrization, :math:`B = A\\theta + b + \\sqrt{A^2 (\\alpha\\theta^2) + 10^{-8}} \\odot \\varepsilon`
   (the bias is deterministic and stays out of the variance). With ``train_clip=True`` (the paper's
   code) the mean term already uses the pruned :math:`\\theta`, so the network learns to work without them.
 - ``eval()``: the posterior mean with pruned weights (:math:`\\log\\alpha \\ge` ``threshold``, default 3) set to 0.
 - ``sampling()`` in eval: LRT sampling of the pruned posterior.
+- ``fused=True`` (default): the same :math:`\\log\\alpha`, LRT sample and KL sum with hand-written backward
+  passes (:mod:`bnn_teach.nn._fused`); ``fused=False``: plain autograd (second derivatives, ``torch.func``).
 
 KL: :func:`bnn_teach.kl.sparsevd` (log-uniform prior) for ``*SVDO``, :func:`bnn_teach.kl.ard` for ``*ARD``.
 """
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from bnn_teach import kl as _kl
-from bnn_teach.nn._ops import Conv2dOp, LinearOp, check_threshold, init_mean_, lrt_sample
-from bnn_teach.nn.base import BayesianModule
+from bnn_teach.nn import _fused
+from bnn_teach.nn._shapes import Conv2dShape, LinearShape, check_bool, check_finite, init_mean_
+from bnn_teach.nn.base import LRT_EPS, BayesianModule
 
 __all__ = ["LinearSVDO", "Conv2dSVDO", "LinearARD", "Conv2dARD", "LinearGroupSVDO", "LOG_ALPHA_RANGE"]
 
 LOG_ALPHA_RANGE = (-8.0, 8.0)
-LRT_EPS = 1e-8
-_THETA_EPS = 1e-8
+_THETA_EPS = 1e-8  # log(theta² + 1e-8): finite log alpha where theta = 0
 
 
-class _LogAlpha(torch.autograd.Function):
-    r""":math:`\log\alpha = \mathrm{clamp}(\log\sigma^2 - \log(\theta^2 + 10^{-8}))` to ``LOG_ALPHA_RANGE``, with the
-    closed-form backward :math:`\partial/\partial\log\sigma^2 = m`, :math:`\partial/\partial\theta = -2m\theta/(\theta^2 + 10^{-8})`
-    (:math:`m` = 1 inside the range, 0 where clamped). Masks are arithmetic, not boolean: on a CPU this
-    runs 2.5x faster than autograd through ``clamp``."""
-
-    @staticmethod
-    def forward(ctx, theta, log_sigma2):
-        denom = torch.mul(theta, theta).add_(_THETA_EPS)
-        log_alpha = torch.log(denom)
-        torch.sub(log_sigma2, log_alpha, out=log_alpha)
-        log_alpha.clamp_(*LOG_ALPHA_RANGE)
-        ctx.save_for_backward(theta, denom, log_alpha)
-        return log_alpha
-
-    @staticmethod
-    def backward(ctx, grad):
-        theta, denom, log_alpha = ctx.saved_tensors
-        lo, hi = LOG_ALPHA_RANGE
-        inside = torch.sub(log_alpha, lo).mul_(torch.sub(hi, log_alpha)).sign_()  # 1 inside, 0 on the bounds
-        grad_log_sigma2 = inside.mul_(grad)
-        grad_theta = torch.mul(grad_log_sigma2, theta).div_(denom).mul_(-2.0)
-        return grad_theta, grad_log_sigma2
-
-
-def _log_alpha(theta, log_sigma2):
-    return _LogAlpha.apply(theta, log_sigma2)
+def _log_alpha(layer, theta, log_sigma2):
+    """:math:`\\mathrm{clamp}(\\log\\sigma^2 - \\log(\\theta^2 + 10^{-8}))` to ``LOG_ALPHA_RANGE``."""
+    if _fused.use_fused(layer):
+        return _fused.LogAlpha.apply(theta, log_sigma2, *LOG_ALPHA_RANGE, _THETA_EPS)
+    return torch.clamp(log_sigma2 - torch.log(theta * theta + _THETA_EPS), *LOG_ALPHA_RANGE)
 
 
 def _keep(log_alpha, threshold):
-    """Float mask, 1 where ``log_alpha < threshold`` (kept), else 0; no gradient."""
+    """Float mask, 1 where ``log_alpha < threshold`` (kept), else 0; no gradient. Arithmetic, not a boolean
+    comparison: on a CPU the bool-to-float conversion of a 300x784 mask costs more than the layer's GEMM."""
     with torch.no_grad():
         return torch.sub(threshold, log_alpha).sign_().clamp_(min=0.0)
 
 
-class _KLSum(torch.autograd.Function):
-    r"""Sum over all elements of :func:`bnn_teach.kl.sparsevd` (``sparsevd=True``) or :func:`bnn_teach.kl.ard`,
-    with a closed-form backward. Written as :math:`k_1\sigma(-k_2 - k_3\log\alpha) + \tfrac12\,\mathrm{softplus}(-\log\alpha)`
-    (the same function; no cancellation between :math:`k_1` and :math:`k_1\sigma(\cdot)` in the sum)."""
-
-    @staticmethod
-    def forward(ctx, log_alpha, sparsevd):
-        total = F.logsigmoid(log_alpha).sum().mul_(-0.5)  # 0.5 * softplus(-log_alpha)
-        rest = None
-        if sparsevd:
-            rest = torch.mul(log_alpha, -_kl.K3).sub_(_kl.K2).sigmoid_()  # 1 - sigmoid(k2 + k3 log_alpha)
-            total = total + _kl.K1 * rest.sum()
-        ctx.save_for_backward(log_alpha, rest)
-        return total
-
-    @staticmethod
-    def backward(ctx, grad):
-        log_alpha, rest = ctx.saved_tensors
-        d = torch.sigmoid(log_alpha).sub_(1.0).mul_(0.5)  # d/dx 0.5 softplus(-x) = -0.5 sigmoid(-x)
-        if rest is not None:  # d/dx k1 sigmoid(-k2 - k3 x) = -k1 k3 r (1 - r)
-            d.addcmul_(rest, rest - 1.0, value=_kl.K1 * _kl.K3)
-        return d.mul_(grad), None
-
-
 class _SparseVD(BayesianModule):
+    """Parameters ``weight`` (theta), ``log_sigma2`` and a deterministic ``bias``; the LRT sample and the KL."""
+
     kl_fn = staticmethod(_kl.sparsevd)
 
-    def _setup_posterior(self, bias, threshold, init_log_sigma2, train_clip=False):
-        self.threshold = check_threshold(threshold)
-        if not isinstance(train_clip, bool):
-            raise TypeError(f"train_clip must be a bool, got {train_clip!r}")
-        self.train_clip = train_clip
+    def _setup_posterior(self, bias, threshold, init_log_sigma2, train_clip, fused):
+        self.threshold = check_finite("threshold", threshold)
+        self.train_clip = check_bool("train_clip", train_clip)
+        self.fused = check_bool("fused", fused)
         self.weight = nn.Parameter(torch.empty(self.weight_shape))
-        self.log_sigma2 = nn.Parameter(torch.full(self.weight_shape, float(init_log_sigma2)))
-        if bias:
+        self.log_sigma2 = nn.Parameter(torch.full(self.weight_shape, check_finite("init_log_sigma2", init_log_sigma2)))
+        if check_bool("bias", bias):
             self.bias = nn.Parameter(torch.empty(self.weight_shape[0]))
         else:
             self.register_parameter("bias", None)
@@ -107,22 +65,14 @@ class _SparseVD(BayesianModule):
     @property
     def log_alpha(self) -> torch.Tensor:
         """:math:`\\log\\alpha = \\log\\sigma^2 - \\log\\theta^2`, clamped to ``LOG_ALPHA_RANGE``; shape of ``weight``."""
-        return _log_alpha(self.weight, self.log_sigma2)
+        return _log_alpha(self, self.weight, self.log_sigma2)
 
-    def pruning_mask(self) -> torch.Tensor:
-        """Boolean mask of the weights kept in eval mode: ``log_alpha < threshold``."""
-        return self.log_alpha < self.threshold
-
-    def _mean_and_var_weights(self, pruned):
-        """Mean and variance weights of the LRT: pruned in eval; with ``train_clip`` the mean only."""
-        log_alpha = self.log_alpha
-        weight = self.weight
-        if pruned or self.train_clip:
-            mean = weight * _keep(log_alpha, self.threshold)
-        else:
-            mean = weight
-        source = mean if pruned else weight
-        return mean, torch.exp(log_alpha) * source * source
+    def _step_log_alpha(self, for_kl=False):
+        """``log_alpha``; on the fused path computed once a step (the forward pass's is reused by ``kl()``)."""
+        if not _fused.use_fused(self):
+            return self.log_alpha
+        return _fused.shared_with_kl(self, "log_alpha", [self.weight, self.log_sigma2], lambda: self.log_alpha,
+                                     for_kl)
 
     def _input(self, x):
         """Hook for group noise on the input (identity here)."""
@@ -131,44 +81,95 @@ class _SparseVD(BayesianModule):
     def forward(self, x):
         self._check_input(x)
         x = self._input(x)
-        if not self.sampling_active:
-            return self._op(x, self.weight * _keep(self.log_alpha, self.threshold), self.bias)
-        weight, var_weight = self._mean_and_var_weights(pruned=not self.training)
-        return lrt_sample(self, x, weight, var_weight, self.bias, None, LRT_EPS)
+        log_alpha = self._step_log_alpha()
+        keep = _keep(log_alpha, self.threshold)
+        if not self.sampling_active:  # eval(): the pruned posterior mean
+            return self._op(x, self.weight * keep, self.bias)
+        pruned = not self.training  # sampling() in eval samples the pruned posterior
+        mean_weight = self.weight * keep if (pruned or self.train_clip) else self.weight
+        theta = mean_weight if pruned else self.weight
+        var_weight = torch.exp(log_alpha) * theta * theta  # sigma² = alpha theta²
+        if _fused.use_fused(self):
+            return _fused.LocalReparam.apply(x, mean_weight, self.bias, var_weight, None, self, LRT_EPS, False)
+        # LRT: b ~ N(x theta^T + b, x² (alpha theta²)^T), one independent sample per output
+        mean = self._op(x, mean_weight, self.bias)
+        var = self._op(x * x, var_weight)
+        return mean + torch.sqrt(var + LRT_EPS) * torch.randn_like(mean)
 
-    def kl(self):
-        """Sum of the elementwise KL over the weights (≥ 0; → 0 as every alpha → ∞)."""
-        if self.kl_fn in (_kl.sparsevd, _kl.ard):  # the fused sum of the same formula
-            return _KLSum.apply(self.log_alpha, self.kl_fn is _kl.sparsevd)
-        return self.kl_fn(self.log_alpha).sum()
+    def kl(self) -> torch.Tensor:
+        """The elementwise KL (:attr:`kl_fn`, of ``log_alpha``) summed over the weights: ≥ 0, → 0 as every alpha → ∞."""
+        return self._kl_sum(self._step_log_alpha(for_kl=True))
+
+    def _kl_sum(self, log_alpha):
+        fusable = self.kl_fn in (_kl.sparsevd, _kl.ard)
+        if fusable and _fused.use_fused(self):
+            return _fused.LogUniformKLSum.apply(log_alpha, self.kl_fn is _kl.sparsevd, _kl.K1, _kl.K2, _kl.K3)
+        return self.kl_fn(log_alpha).sum()
+
+    # the layer protocol (bnn_teach.sparsity, bnn_teach.viz)
+    def mean_weight(self) -> torch.Tensor:
+        """The posterior mean of the weights, ``weight`` (theta), before pruning."""
+        return self.weight
+
+    def mean_bias(self):
+        """The (deterministic) bias, ``None`` without one."""
+        return self.bias
+
+    @torch.no_grad()
+    def set_mean_(self, weight, bias=None):
+        """Copy ``weight`` (and ``bias``) into the posterior mean, e.g. from a trained ``nn.Linear``."""
+        self.weight.copy_(weight)
+        if bias is not None:
+            self.bias.copy_(bias)
+
+    def pruning_score(self) -> torch.Tensor:
+        """``-log_alpha`` of each weight: high means keep (kept where ``> -threshold``)."""
+        return -self.log_alpha
+
+    def pruning_mask(self) -> torch.Tensor:
+        """Boolean mask of the weights kept in eval mode: ``log_alpha < threshold``."""
+        return self.log_alpha < self.threshold
 
     def extra_repr(self):
         clip = ", train_clip=True" if self.train_clip else ""
-        return f"{self._op_repr()}, bias={self.bias is not None}, threshold={self.threshold}{clip}"
+        fused = "" if self.fused else ", fused=False"
+        return f"{self._op_repr()}, bias={self.bias is not None}, threshold={self.threshold}{clip}{fused}"
 
 
-class LinearSVDO(LinearOp, _SparseVD):
+class LinearSVDO(LinearShape, _SparseVD):
     """SparseVD linear layer. Input ``(..., in_features)`` → ``(..., out_features)``.
 
     ``init_log_sigma2=-10`` as in the paper's code; ``threshold=3.0`` prunes weights with alpha > ~20;
-    ``train_clip=True`` zeroes the pruned weights' means in training too (the paper's code does).
+    ``train_clip=True`` zeroes the pruned weights' means in training too (the paper's code does);
+    ``fused``: see the module docstring.
+
+    >>> import torch, bnn_teach as bt
+    >>> layer = bt.nn.LinearSVDO(4, 3)
+    >>> layer.log_alpha.shape                       # one dropout rate per weight
+    torch.Size([3, 4])
+    >>> with torch.no_grad():
+    ...     layer.log_sigma2[0] = 10.0              # alpha huge: the first output's weights are noise
+    >>> layer.pruning_mask().sum(dim=1).tolist()    # kept in eval mode: log_alpha < 3
+    [0, 4, 4]
+    >>> bool(layer.kl() >= 0)
+    True
     """
 
     def __init__(self, in_features, out_features, bias=True, threshold=3.0, init_log_sigma2=-10.0,
-                 train_clip=False):
+                 train_clip=False, fused=True):
         super().__init__()
-        self._setup_op(in_features, out_features)
-        self._setup_posterior(bias, threshold, init_log_sigma2, train_clip)
+        self._setup_shape(in_features, out_features)
+        self._setup_posterior(bias, threshold, init_log_sigma2, train_clip, fused)
 
 
-class Conv2dSVDO(Conv2dOp, _SparseVD):
+class Conv2dSVDO(Conv2dShape, _SparseVD):
     """SparseVD 2-D convolution. Input ``(N, in_channels, H, W)`` → ``(N, out_channels, H', W')``."""
 
     def __init__(self, in_channels, out_channels, kernel_size, stride=1, padding=0, dilation=1, groups=1,
-                 bias=True, threshold=3.0, init_log_sigma2=-10.0, train_clip=False):
+                 bias=True, threshold=3.0, init_log_sigma2=-10.0, train_clip=False, fused=True):
         super().__init__()
-        self._setup_op(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
-        self._setup_posterior(bias, threshold, init_log_sigma2, train_clip)
+        self._setup_shape(in_channels, out_channels, kernel_size, stride, padding, dilation, groups)
+        self._setup_posterior(bias, threshold, init_log_sigma2, train_clip, fused)
 
 
 class LinearARD(LinearSVDO):
@@ -187,7 +188,7 @@ class Conv2dARD(Conv2dSVDO):
 class LinearGroupSVDO(LinearSVDO):
     """Structured SparseVD: multiplicative Gaussian noise per input neuron on top of SparseVD weights.
 
-    :math:`y = W (x \\odot z) + b` with :math:`q(z_i) = \\mathcal N(\\theta^z_i, \\sigma^{z\\,2}_i)` and a
+    :math:`y = W (x \\odot z) + b` with :math:`q(z_i) = \\mathcal N(\\theta^z_i, \\alpha^z_i\\theta^{z\\,2}_i)` and a
     log-uniform prior on :math:`z` too; when :math:`\\log\\alpha^z_i \\ge` ``threshold`` the whole input
     neuron ``i`` is removed (its column of ``W`` counts as pruned).
 
@@ -195,31 +196,53 @@ class LinearGroupSVDO(LinearSVDO):
     """
 
     def __init__(self, in_features, out_features, bias=True, threshold=3.0, init_log_sigma2=-10.0,
-                 train_clip=False):
-        super().__init__(in_features, out_features, bias, threshold, init_log_sigma2, train_clip)
+                 train_clip=False, fused=True):
+        super().__init__(in_features, out_features, bias, threshold, init_log_sigma2, train_clip, fused)
         self.z_mu = nn.Parameter(torch.ones(self.in_features))
         self.z_log_sigma2 = nn.Parameter(torch.full((self.in_features,), float(init_log_sigma2)))
 
     @property
     def z_log_alpha(self) -> torch.Tensor:
-        return _log_alpha(self.z_mu, self.z_log_sigma2)
+        """:math:`\\log\\alpha^z` of each input neuron, shape ``(in_features,)``."""
+        return _log_alpha(self, self.z_mu, self.z_log_sigma2)
 
     def neuron_mask(self) -> torch.Tensor:
         """Boolean mask of the input neurons kept, shape ``(in_features,)``."""
         return self.z_log_alpha < self.threshold
 
-    def pruning_mask(self):
-        return super().pruning_mask() & self.neuron_mask().unsqueeze(0)
+    def _step_z_log_alpha(self, for_kl=False):
+        if not _fused.use_fused(self):
+            return self.z_log_alpha
+        return _fused.shared_with_kl(self, "z_log_alpha", [self.z_mu, self.z_log_sigma2], lambda: self.z_log_alpha,
+                                     for_kl)
 
     def _input(self, x):
-        if not self.sampling_active:
-            return x * (self.z_mu * self.neuron_mask().to(x.dtype))
+        """:math:`x \\odot z`: the mean (pruned) in eval, :math:`z \\sim q(z)` per example when sampling."""
+        z_log_alpha = self._step_z_log_alpha()
         z_mu = self.z_mu
-        if not self.training:
-            z_mu = z_mu * self.neuron_mask().to(z_mu.dtype)
-        z_sigma = torch.sqrt(torch.exp(self.z_log_alpha)) * z_mu.abs()
-        z = z_mu + z_sigma * torch.randn(x.shape, dtype=x.dtype, device=x.device)
-        return x * z
+        if not self.training or not self.sampling_active:
+            z_mu = z_mu * (z_log_alpha.detach() < self.threshold).to(z_mu.dtype)
+        if not self.sampling_active:
+            return x * z_mu
+        z_sigma = torch.exp(0.5 * z_log_alpha) * z_mu.abs()
+        return x * (z_mu + z_sigma * torch.randn_like(x))
 
     def kl(self):
-        return _KLSum.apply(self.log_alpha, True) + _KLSum.apply(self.z_log_alpha, True)
+        return self._kl_sum(self._step_log_alpha(for_kl=True)) + self._kl_sum(self._step_z_log_alpha(for_kl=True))
+
+    def mean_weight(self) -> torch.Tensor:
+        """The effective mean weight ``W * z_mu`` (the input noise folded in), before pruning."""
+        return self.weight * self.z_mu.unsqueeze(0)
+
+    @torch.no_grad()
+    def set_mean_(self, weight, bias=None):
+        """Copy ``weight`` (and ``bias``) into ``weight`` (and ``bias``), with ``z_mu = 1``."""
+        super().set_mean_(weight, bias)
+        self.z_mu.fill_(1.0)
+
+    def pruning_score(self) -> torch.Tensor:
+        """``-max(log_alpha, z_log_alpha)``: a weight goes with its own noise or with its input neuron's."""
+        return -torch.maximum(self.log_alpha, self.z_log_alpha.unsqueeze(0))
+
+    def pruning_mask(self):
+        return super().pruning_mask() & self.neuron_mask().unsqueeze(0)
