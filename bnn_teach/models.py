@@ -3,8 +3,14 @@
 ``flavour``: ``"deterministic"``, ``"bbb"``, ``"svdo"``, ``"ard"``, ``"group_svdo"`` (LeNet-300-100
 only: neuron-level sparsity on the inputs of each fully connected layer) or ``"mcdropout"``.
 Layer keyword arguments (``prior=``, ``threshold=``, ...) go to every Bayesian layer.
+
+The layers are named as in the lectures: ``fc1, fc2, fc3`` (LeNet-300-100) and ``conv1, conv2, fc1, fc2``
+(LeNet-5), so ``model.fc1`` is the first layer, tables and figures show those names, and
+``model[1]`` still indexes by position.
 """
 from __future__ import annotations
+
+from collections import OrderedDict
 
 from torch import nn
 
@@ -22,13 +28,14 @@ def _finish(model: nn.Sequential, flavour: str, p: float, layer_kwargs: dict) ->
     if flavour in ("deterministic", "mcdropout"):
         if layer_kwargs:
             raise TypeError(f"flavour={flavour!r} takes no layer arguments, got {sorted(layer_kwargs)}")
-        if flavour == "mcdropout":
-            layers = []
-            for layer in model:
-                layers.append(layer)
-                if isinstance(layer, nn.ReLU) and not isinstance(layers[-2] if len(layers) > 1 else None, nn.Conv2d):
-                    layers.append(MCDropout(p))
-            model = nn.Sequential(*layers)
+        if flavour == "mcdropout":  # MC dropout after each fully connected hidden layer's ReLU
+            layers, previous = [], None
+            for name, layer in model.named_children():
+                layers.append((name, layer))
+                if isinstance(layer, nn.ReLU) and isinstance(previous, nn.Linear):
+                    layers.append((f"drop{sum(isinstance(m, MCDropout) for _, m in layers) + 1}", MCDropout(p)))
+                previous = layer
+            model = nn.Sequential(OrderedDict(layers))
         return model
     return bayesianize(model, flavour, **layer_kwargs)
 
@@ -38,7 +45,12 @@ def lenet300(flavour: str = "deterministic", p: float = 0.5, **layer_kwargs) -> 
 
     ``p`` is the MC dropout rate after each hidden layer (``flavour="mcdropout"``).
     """
-    model = nn.Sequential(nn.Flatten(), nn.Linear(784, 300), nn.ReLU(), nn.Linear(300, 100), nn.ReLU(), nn.Linear(100, 10))
+    model = nn.Sequential(OrderedDict([
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(784, 300)), ("relu1", nn.ReLU()),
+        ("fc2", nn.Linear(300, 100)), ("relu2", nn.ReLU()),
+        ("fc3", nn.Linear(100, 10)),
+    ]))
     return _finish(model, flavour, p, layer_kwargs)
 
 
@@ -49,9 +61,11 @@ def lenet5(flavour: str = "deterministic", p: float = 0.5, **layer_kwargs) -> nn
     """
     if flavour == "group_svdo":
         raise ValueError("flavour='group_svdo' is for fully connected networks (lenet300)")
-    model = nn.Sequential(
-        nn.Conv2d(1, 20, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Conv2d(20, 50, 5), nn.ReLU(), nn.MaxPool2d(2),
-        nn.Flatten(), nn.Linear(800, 500), nn.ReLU(), nn.Linear(500, 10),
-    )
+    model = nn.Sequential(OrderedDict([
+        ("conv1", nn.Conv2d(1, 20, 5)), ("relu1", nn.ReLU()), ("pool1", nn.MaxPool2d(2)),
+        ("conv2", nn.Conv2d(20, 50, 5)), ("relu2", nn.ReLU()), ("pool2", nn.MaxPool2d(2)),
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(800, 500)), ("relu3", nn.ReLU()),
+        ("fc2", nn.Linear(500, 10)),
+    ]))
     return _finish(model, flavour, p, layer_kwargs)

@@ -73,10 +73,10 @@ def recorded():
 def test_recorder_frames_match_the_model(recorded):
     model, recorder = recorded
     assert [f["epoch"] for f in recorder.frames] == [1, 2, 3, 4]
-    assert recorder.layer_names() == ["1", "3", "5"]
-    final_mask = bt.sparsity.weight_mask(model[1]).numpy()
-    np.testing.assert_array_equal(recorder.mask(-1, "1"), final_mask)
-    np.testing.assert_allclose(recorder.score(-1, "1"), model[1].log_alpha.detach().numpy(), atol=0.01)
+    assert recorder.layer_names() == ["fc1", "fc2", "fc3"]
+    final_mask = bt.sparsity.weight_mask(model.fc1).numpy()
+    np.testing.assert_array_equal(recorder.mask(-1, "fc1"), final_mask)
+    np.testing.assert_allclose(recorder.score(-1, "fc1"), model.fc1.log_alpha.detach().numpy(), atol=0.01)
     assert recorder.frames[-1]["compression"] == pytest.approx(bt.sparsity.compression_ratio(model))
     assert recorder.frames[0]["compression"] < recorder.frames[-1]["compression"]
 
@@ -99,7 +99,7 @@ def test_recorder_memory_is_bounded_for_100_epochs():
 
 def test_frame_title_and_slider_redraw(recorded):
     _, recorder = recorded
-    box = viz.sparsification_slider(recorder, "1")
+    box = viz.sparsification_slider(recorder, "fc1")
     ax = box.figure.axes[0]
     last = recorder.frames[-1]
     assert ax.get_title() == viz.frame_title(last["epoch"], last["compression"], last["accuracy"])
@@ -107,15 +107,15 @@ def test_frame_title_and_slider_redraw(recorded):
     box.slider.value = 0  # triggers the observe callback
     assert ax.get_title().startswith("Epoch 1 · ")
     shown = ax.images[0].get_array()
-    np.testing.assert_array_equal(np.isnan(np.ma.getdata(shown)), ~recorder.mask(0, "1")[:100, :100])
+    np.testing.assert_array_equal(np.isnan(np.ma.getdata(shown)), ~recorder.mask(0, "fc1")[:100, :100])
 
 
 def test_animation_has_one_frame_per_recorded_epoch(recorded, tmp_path):
     _, recorder = recorded
-    path = viz.save_animation(recorder, tmp_path / "sparsify.gif", layer="3")
+    path = viz.save_animation(recorder, tmp_path / "sparsify.gif", layer="fc2")
     with Image.open(path) as gif:
         assert gif.n_frames == len(recorder.frames)
-    html = viz.save_animation(recorder, tmp_path / "sparsify.html", layer="3")
+    html = viz.save_animation(recorder, tmp_path / "sparsify.html", layer="fc2")
     assert "<script" in open(html).read()
     with pytest.raises(ValueError, match="gif"):
         viz.save_animation(recorder, tmp_path / "x.mp4")
@@ -233,3 +233,10 @@ def test_experiment_figure_shows_error_and_compression_per_epoch():
     assert [round(p.get_height(), 6) for p in bars_ax.patches] == [round(r["sparsity"], 6) for r in bt.sparsity.sparsity_table(nn.Sequential(layer))]
     traces = viz.experiment_figure("sgld", History([{"epoch": 1, "sigma": 1.0, "beta1": 3.0}]), None)
     assert len(traces.axes) == 1 and [l.get_label() for l in traces.axes[0].lines] == ["sigma", "beta1"]
+
+
+def test_unknown_layer_names_the_recorded_ones(recorded, tmp_path):
+    _, recorder = recorded
+    with pytest.raises(KeyError, match="recorded layers: fc1, fc2, fc3"):
+        viz.save_animation(recorder, tmp_path / "a.gif", layer="3")
+    assert not (tmp_path / "a.gif").exists()

@@ -74,14 +74,23 @@ class SparsityRecorder:
             self.frames = self.frames[::2]
             self.every *= 2
 
+    def _layer(self, frame: int, layer: str) -> dict:
+        if not self.frames:
+            raise ValueError("nothing recorded yet: pass the recorder to fit(callbacks=[recorder])")
+        layers = self.frames[frame]["layers"]
+        if layer not in layers:
+            raise KeyError(f"no layer {layer!r} was recorded; recorded layers: {', '.join(layers)}")
+        return layers[layer]
+
     def mask(self, frame: int, layer: str) -> np.ndarray:
         """The boolean mask (True = kept) of ``layer`` in frame ``frame``."""
-        info = self.frames[frame]["layers"][layer]
+        info = self._layer(frame, layer)
         n = int(np.prod(info["shape"]))
         return np.unpackbits(info["mask_bits"], count=n).astype(bool).reshape(info["shape"])
 
     def score(self, frame: int, layer: str) -> np.ndarray:
-        return self.frames[frame]["layers"][layer]["score"].astype(np.float32)
+        """The pruning score of ``layer`` in frame ``frame`` (log α for SparseVD, SNR for BBB)."""
+        return self._layer(frame, layer)["score"].astype(np.float32)
 
     def layer_names(self) -> list[str]:
         return list(self.frames[0]["layers"]) if self.frames else []
@@ -215,6 +224,7 @@ def save_animation(recorder: SparsityRecorder, path, layer: str | None = None, p
     if not recorder.frames:
         raise ValueError("nothing recorded yet")
     layer = layer or recorder.layer_names()[0]
+    recorder.mask(0, layer)  # a clear error for an unknown layer, before any drawing
     fig, ax = plt.subplots(figsize=(4, 4))
 
     def draw(i):
