@@ -1,7 +1,9 @@
 """Sparsification: masks, pruning, compression ratio, per-layer tables, storage (lecture 4).
 
-A weight is kept by SparseVD/ARD when ``log_alpha < threshold``; by Bayes by Backprop when its
-signal-to-noise ratio ``|mu| / sigma`` is high enough; by the magnitude baseline when ``|w|`` is.
+Every Bayesian weight layer answers ``mean_weight()``, ``pruning_score()`` (high means keep) and
+``pruning_mask()``: SparseVD/ARD keep a weight when ``log_alpha < threshold``; Bayes by Backprop
+keeps every weight in eval mode and is pruned here by its signal-to-noise ratio ``|mu| / sigma``;
+the magnitude baseline keeps the largest ``|w|``.
 ``compression_ratio = |W| / |W != 0|`` over the weights (not biases) of the prunable layers.
 """
 from __future__ import annotations
@@ -12,75 +14,46 @@ import numbers
 import torch
 from torch import nn
 
-from bnn_teach.nn.base import BayesianModule
-from bnn_teach.nn.bbb import _BayesByBackprop
-from bnn_teach.nn.sparse import LinearGroupSVDO, _SparseVD
+from bnn_teach.nn.bbb import BayesConv2d, BayesLinear
 
-__all__ = [
-    "prunable_layers", "weight_mask", "mean_weight", "compression_ratio", "sparsity_table", "prune",
-    "log_alpha_mask", "snr_mask", "magnitude_mask", "storage_bytes", "SparsityTable",
-]
+__all__ = ["prunable_layers", "weight_mask", "compression_ratio", "sparsity_table", "prune", "storage_bytes", "SparsityTable"]
 
 _PLAIN = (nn.Linear, nn.Conv2d)
 
 
 def prunable_layers(model: nn.Module):
-    """``(name, module)`` for every linear or convolutional layer, Bayesian or plain, in order."""
-    return [(name, m) for name, m in model.named_modules() if isinstance(m, (_BayesByBackprop, _SparseVD) + _PLAIN)]
+    """``(name, module)`` for every weight layer, Bayesian (it has ``pruning_mask()``) or plain, in order."""
+    return [(name, m) for name, m in model.named_modules() if hasattr(m, "pruning_mask") or isinstance(m, _PLAIN)]
 
 
-def mean_weight(layer: nn.Module) -> torch.Tensor:
-    """The layer's deterministic weight (posterior mean; for group SparseVD ``W * z_mu``), detached."""
-    if isinstance(layer, _BayesByBackprop):
-        return layer.weight_mu.detach()
-    if isinstance(layer, LinearGroupSVDO):
-        return (layer.weight * layer.z_mu.unsqueeze(0)).detach()
-    return layer.weight.detach()
+def _mean(layer: nn.Module) -> torch.Tensor:
+    """The weight eval mode uses before pruning, detached."""
+    return (layer.mean_weight() if hasattr(layer, "mean_weight") else layer.weight).detach()
 
 
 def weight_mask(layer: nn.Module) -> torch.Tensor:
-    """Boolean mask of the weights the layer uses in eval mode (plain layers: non-zero weights)."""
-    if isinstance(layer, BayesianModule):
-        return layer.pruning_mask().detach()
-    return layer.weight.detach() != 0
+    """Boolean mask of the weights eval mode uses: ``layer.pruning_mask()``, or a plain layer's non-zero weights."""
+    return layer.pruning_mask().detach() if hasattr(layer, "pruning_mask") else layer.weight.detach() != 0
 
 
 def _kept(layer: nn.Module) -> torch.Tensor:
     """Weights that count as stored: used in eval mode and not exactly zero."""
-    return weight_mask(layer) & (mean_weight(layer) != 0)
-
-
-def log_alpha_mask(layer: nn.Module, threshold: float | None = None) -> torch.Tensor:
-    """SparseVD/ARD: keep ``log_alpha < threshold`` (the layer's own threshold by default)."""
-    if not isinstance(layer, _SparseVD):
-        raise TypeError(f"log_alpha masks need a SparseVD/ARD layer, got {type(layer).__name__}")
-    threshold = layer.threshold if threshold is None else _number("threshold", threshold)
-    mask = layer.log_alpha.detach() < threshold
-    if isinstance(layer, LinearGroupSVDO):
-        mask = mask & (layer.z_log_alpha.detach() < threshold).unsqueeze(0)
-    return mask
-
-
-def _snr_scores(layer: nn.Module) -> torch.Tensor:
-    if not isinstance(layer, _BayesByBackprop):
-        raise TypeError(f"signal-to-noise pruning needs BayesLinear/BayesConv2d layers, got {type(layer).__name__}")
-    return layer.snr().detach()
-
-
-def snr_mask(layer: nn.Module, threshold: float) -> torch.Tensor:
-    """Bayes by Backprop: keep weights with ``|mu| / sigma >= threshold``."""
-    return _snr_scores(layer) >= _number("threshold", threshold)
-
-
-def magnitude_mask(weight: torch.Tensor, threshold: float) -> torch.Tensor:
-    """Magnitude baseline: keep ``|w| >= threshold``."""
-    return weight.detach().abs() >= _number("threshold", threshold)
+    return weight_mask(layer) & (_mean(layer) != 0)
 
 
 def _number(name, value):
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a number, got {value!r}")
     return float(value)
+
+
+def _score(layer: nn.Module, method: str) -> torch.Tensor:
+    """Per weight, high means keep: ``-log_alpha``, the SNR ``|mu|/sigma``, or ``|mean weight|``."""
+    if method == "magnitude":
+        return _mean(layer).abs()
+    if method == "snr" and not isinstance(layer, (BayesLinear, BayesConv2d)):
+        raise TypeError(f"signal-to-noise pruning needs BayesLinear/BayesConv2d layers, got {type(layer).__name__}")
+    return layer.pruning_score().detach()
 
 
 def compression_ratio(model: nn.Module) -> float:
@@ -124,7 +97,7 @@ def sparsity_table(model: nn.Module) -> SparsityTable:
 
 
 def _plain_copy(layer: nn.Module, weight: torch.Tensor) -> nn.Module:
-    bias = getattr(layer, "bias_mu", None) if isinstance(layer, _BayesByBackprop) else layer.bias
+    bias = layer.mean_bias() if hasattr(layer, "mean_bias") else layer.bias
     if isinstance(layer, nn.Linear) or hasattr(layer, "in_features"):
         new = nn.Linear(weight.shape[1], weight.shape[0], bias=bias is not None)
     else:
@@ -160,27 +133,26 @@ def prune(model: nn.Module, method: str = "auto", threshold: float | None = None
             raise ValueError(f"fraction must be in [0, 1), got {fraction}")
     if method in ("snr", "magnitude") and (threshold is None) == (fraction is None):
         raise ValueError(f"method={method!r} needs exactly one of threshold= or fraction=")
+    if method == "log_alpha" and threshold is not None:
+        threshold = -_number("threshold", threshold)  # log_alpha < t  <=>  -log_alpha > -t
     layers = prunable_layers(model)
-    scores = {}
-    if method in ("snr", "magnitude"):
-        scores = {name: _snr_scores(layer) if method == "snr" else mean_weight(layer).abs() for name, layer in layers}
-    strict = False
-    if fraction is not None:
-        flat = torch.cat([s.flatten().float().cpu() for s in scores.values()])
-        k = int(round(fraction * flat.numel()))
-        threshold = float(torch.kthvalue(flat, k).values) if k > 0 else float("-inf")
-        strict = k > 0
-    masks = {}
-    for name, layer in layers:
-        if method == "auto":
-            masks[name] = weight_mask(layer)
-        elif method == "log_alpha":
-            masks[name] = log_alpha_mask(layer, threshold) if isinstance(layer, _SparseVD) else weight_mask(layer)
+    masks = {name: weight_mask(layer) for name, layer in layers}
+    if method == "log_alpha" and threshold is not None:
+        masks.update({name: _score(layer, method) > threshold for name, layer in layers if hasattr(layer, "log_alpha")})
+    elif method in ("snr", "magnitude"):
+        scores = {name: _score(layer, method) for name, layer in layers}
+        strict = False
+        if fraction is not None:  # one threshold over every layer together
+            flat = torch.cat([s.flatten().float().cpu() for s in scores.values()])
+            k = int(round(fraction * flat.numel()))
+            threshold = float(torch.kthvalue(flat, k).values) if k > 0 else float("-inf")
+            strict = k > 0
         else:
-            masks[name] = (scores[name] > threshold) if strict else (scores[name] >= threshold)
+            threshold = _number("threshold", threshold)
+        masks = {name: (score > threshold) if strict else (score >= threshold) for name, score in scores.items()}
     pruned = copy.deepcopy(model)
     for name, layer in prunable_layers(pruned):
-        weight = mean_weight(layer)
+        weight = _mean(layer)
         new = _plain_copy(layer, weight * masks[name].to(weight.dtype))
         if name:
             parent_name, _, child = name.rpartition(".")

@@ -26,7 +26,8 @@ def test_sparsevd_masks_follow_log_alpha():
         layer.log_sigma2.copy_(torch.log(layer.weight**2) + torch.linspace(-5, 6, 12).reshape(3, 4))
     expected = layer.log_alpha < 3.0
     assert torch.equal(sparsity.weight_mask(layer), expected)
-    assert torch.equal(sparsity.log_alpha_mask(layer, 0.0), layer.log_alpha < 0.0)
+    by_zero = sparsity.prune(nn.Sequential(layer), "log_alpha", threshold=0.0)
+    torch.testing.assert_close(by_zero[0].weight, layer.weight.detach() * (layer.log_alpha < 0.0))
     assert sparsity.compression_ratio(nn.Sequential(layer)) == pytest.approx(12 / int(expected.sum()))
     pruned = sparsity.prune(nn.Sequential(layer))
     assert isinstance(pruned[0], nn.Linear)
@@ -39,7 +40,7 @@ def test_sparsevd_masks_follow_log_alpha():
 def test_prune_by_snr_and_magnitude_fraction():
     torch.manual_seed(0)
     model = nn.Sequential(bt.nn.BayesLinear(10, 8, init_rho=-2.0), nn.ReLU(), bt.nn.BayesLinear(8, 4, init_rho=-2.0))
-    snr = torch.cat([model[0].snr().flatten(), model[2].snr().flatten()]).detach()
+    snr = torch.cat([model[0].pruning_score().flatten(), model[2].pruning_score().flatten()]).detach()
     pruned = sparsity.prune(model, "snr", fraction=0.75)
     assert sparsity.compression_ratio(pruned) == pytest.approx(4.0, rel=0.02)
     kept = torch.cat([pruned[0].weight.flatten(), pruned[2].weight.flatten()]) != 0
@@ -52,7 +53,7 @@ def test_prune_by_snr_and_magnitude_fraction():
     with pytest.raises(ValueError, match="exactly one"):
         sparsity.prune(model, "snr")
     with pytest.raises(TypeError, match="threshold"):
-        sparsity.log_alpha_mask(bt.nn.LinearSVDO(2, 2), threshold="3")
+        sparsity.prune(nn.Sequential(bt.nn.LinearSVDO(2, 2)), "log_alpha", threshold="3")
     with pytest.raises(TypeError, match="BayesLinear"):
         sparsity.prune(nn.Sequential(nn.Linear(2, 2)), "snr", fraction=0.5)
 
@@ -123,3 +124,16 @@ def test_sparsevd_on_random_labels_prunes_nearly_everything(mnist_subset):
     ratio = sparsity.compression_ratio(model)
     print(f"random labels: {ratio:.0f}x")
     assert ratio > 1000, f"compression {ratio:.0f}x on random labels"
+
+
+def test_group_layer_prunes_a_weight_with_its_input_neuron():
+    torch.manual_seed(0)
+    layer = bt.nn.LinearGroupSVDO(6, 4)
+    with torch.no_grad():
+        layer.log_sigma2.copy_(torch.log(layer.weight**2) + torch.linspace(-4, 4, 24).reshape(4, 6))
+        layer.z_log_sigma2.copy_(torch.log(layer.z_mu**2) + torch.tensor([-3.0, 5.0, -3.0, 5.0, -3.0, -3.0]))
+    expected = (layer.log_alpha < 1.0) & (layer.z_log_alpha < 1.0).unsqueeze(0)
+    pruned = sparsity.prune(nn.Sequential(layer), "log_alpha", threshold=1.0)
+    torch.testing.assert_close(pruned[0].weight, (layer.weight * layer.z_mu).detach() * expected)
+    assert not expected[:, 1].any() and not expected[:, 3].any(), "a dropped input neuron takes its whole column"
+    assert torch.equal(sparsity.weight_mask(layer), (layer.log_alpha < 3.0) & (layer.z_log_alpha < 3.0).unsqueeze(0))

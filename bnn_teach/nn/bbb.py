@@ -129,10 +129,6 @@ class _BayesByBackprop(BayesianModule):
         """Signal-to-noise ratio ``|mu| / sigma`` of each weight (Blundell et al.): high means keep."""
         return self.weight_mu.abs() / self.weight_sigma
 
-    def snr(self) -> torch.Tensor:
-        """Same as :meth:`pruning_score`."""
-        return self.pruning_score()
-
     def pruning_mask(self) -> torch.Tensor:
         """Weights kept in eval mode: all of them (prune by SNR with :func:`bnn_teach.sparsity.prune`)."""
         return torch.ones(self.weight_shape, dtype=torch.bool, device=self.weight_mu.device)

@@ -14,8 +14,6 @@ import numpy as np
 import torch
 
 from bnn_teach import sparsity as _sp
-from bnn_teach.nn.bbb import _BayesByBackprop
-from bnn_teach.nn.sparse import _SparseVD
 
 __all__ = [
     "SparsityRecorder", "layer_score", "plot_weights", "plot_input_tiles", "plot_conv_filters", "frame_title",
@@ -32,10 +30,10 @@ def _plt():
 
 def layer_score(layer) -> tuple[str, torch.Tensor]:
     """(name, score) of a prunable layer: SparseVD/ARD ``log_alpha``; BBB ``log(|mu|/sigma)``; else ``log|w|``."""
-    if isinstance(layer, _SparseVD):
+    if hasattr(layer, "log_alpha"):
         return "log_alpha", layer.log_alpha.detach()
-    if isinstance(layer, _BayesByBackprop):
-        return "log_snr", torch.log(layer.snr().detach() + 1e-12)
+    if hasattr(layer, "pruning_score"):
+        return "log_snr", torch.log(layer.pruning_score().detach() + 1e-12)
     return "log_abs_w", torch.log(layer.weight.detach().abs() + 1e-12)
 
 
@@ -246,7 +244,7 @@ def plot_mu_sigma(layer, ax=None, max_points: int = 20000, seed: int = 0):
     r"""Scatter of :math:`\log|\theta|` against :math:`\log\sigma` with the pruning line
     :math:`\log\sigma = \log|\theta| + \mathrm{threshold}/2` (points above it are pruned)."""
     plt = _plt()
-    if not isinstance(layer, _SparseVD):
+    if not hasattr(layer, "log_alpha"):
         raise TypeError(f"plot_mu_sigma needs a SparseVD/ARD layer, got {type(layer).__name__}")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.5, 4))
     log_mu = torch.log(layer.weight.detach().abs() + 1e-12).flatten().cpu().numpy()
@@ -268,7 +266,7 @@ def plot_mu_sigma(layer, ax=None, max_points: int = 20000, seed: int = 0):
 def plot_log_alpha_hist(model, bins: int = 60):
     """One histogram of ``log_alpha`` per SparseVD/ARD layer, with the threshold marked."""
     plt = _plt()
-    layers = [(n, m) for n, m in _sp.prunable_layers(model) if isinstance(m, _SparseVD)]
+    layers = [(n, m) for n, m in _sp.prunable_layers(model) if hasattr(m, "log_alpha")]
     if not layers:
         raise ValueError("the model has no SparseVD/ARD layers")
     fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 2.8), squeeze=False)
