@@ -168,6 +168,7 @@ def _run(args) -> int:
 def main(argv=None) -> int:
     """The ``bnn-teach`` command. Returns the exit status: 0 done, 1 a failure, 2 a usage error,
     130 stopped by Ctrl-C. Every error is one line on stderr; ``BNN_TEACH_DEBUG=1`` shows tracebacks."""
+    from bnn_teach._checks import env_flag
     from bnn_teach.reproduce import RunInterrupted, UsageError
 
     parser = build_parser()
@@ -189,7 +190,7 @@ def main(argv=None) -> int:
         print(f"{prog}: error: {_one_line(err)}", file=sys.stderr)
         return 2
     except Exception as err:  # noqa: BLE001 - a student sees one line; BNN_TEACH_DEBUG=1 for the traceback
-        if os.environ.get("BNN_TEACH_DEBUG", "").strip() not in ("", "0"):
+        if env_flag("BNN_TEACH_DEBUG"):
             raise
         print(f"{prog}: failed: {type(err).__name__}: {_one_line(err)} (BNN_TEACH_DEBUG=1 shows the traceback)",
               file=sys.stderr)

@@ -11,7 +11,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from bnn_teach.utils import check_positive
+from bnn_teach._checks import check_positive
 
 __all__ = ["normal_normal", "sparsevd", "sparsevd_exact_mc", "ard", "monte_carlo", "K1", "K2", "K3"]
 

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import torch
 
-from bnn_teach.uncertainty import check_probs, check_tensor_device
-from bnn_teach.utils import check_positive
+from bnn_teach._checks import check_positive, check_probs, check_tensor_device
 
 __all__ = ["accuracy", "nll", "brier", "ece", "reliability_bins", "auroc"]
 

@@ -9,7 +9,7 @@ import numbers
 
 import torch
 
-from bnn_teach.utils import check_positive
+from bnn_teach._checks import check_positive
 
 __all__ = ["elbo_loss", "constant", "linear_warmup"]
 

@@ -12,15 +12,9 @@ from torch import nn
 
 from bnn_teach.nn.base import sampling
 from bnn_teach.sgmcmc import SampleEnsemble
-from bnn_teach.uncertainty import check_tensor_device
-from bnn_teach.utils import check_positive
+from bnn_teach._checks import check_positive, check_tensor_device, model_device
 
 __all__ = ["mc_predict", "predictive_regression"]
-
-
-def _device(model):
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
 
 
 def _outputs(model: nn.Module, X: torch.Tensor, num_samples: int, batch_size: int) -> torch.Tensor:
@@ -38,7 +32,7 @@ def _outputs(model: nn.Module, X: torch.Tensor, num_samples: int, batch_size: in
     if bad:
         raise ValueError(f"X holds {bad} NaN or infinite value(s); predictions of them would be NaN. "
                          "Clean the inputs first (e.g. torch.nan_to_num or drop those rows)")
-    device = _device(model)
+    device = model_device(model)
     was_training = model.training
     model.eval()
     chunks = []

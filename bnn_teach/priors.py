@@ -11,7 +11,7 @@ import torch
 from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from bnn_teach import kl as _kl
-from bnn_teach.utils import check_positive
+from bnn_teach._checks import check_positive
 
 __all__ = ["Prior", "GaussianPrior", "ScaleMixturePrior", "LogUniform"]
 

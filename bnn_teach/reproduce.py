@@ -30,13 +30,14 @@ import torch
 from torch import nn
 
 from bnn_teach import data, models, objectives, sparsity
+from bnn_teach._checks import check_positive
 from bnn_teach.nn import Conv2dSVDO, LinearSVDO, bayesianize
 from bnn_teach.priors import GaussianPrior, ScaleMixturePrior
-from bnn_teach.sgmcmc import sample_linear_regression
+from bnn_teach.sgmcmc import SGHMC, SGLD, SGLDSA
 from bnn_teach.train import History, evaluate, fit
 from bnn_teach.utils import fast_mode, set_seed
 
-__all__ = ["EXPERIMENTS", "PAPER", "run", "main", "UsageError", "SettingsMismatch", "RunInterrupted"]
+__all__ = ["EXPERIMENTS", "PAPER", "run", "main", "sample_linear_regression", "UsageError", "SettingsMismatch", "RunInterrupted"]
 
 # The papers' rows, as printed in the papers (numbers are test error in %, compression as |W| / |W != 0|).
 PAPER = {
@@ -78,6 +79,50 @@ class RunInterrupted(KeyboardInterrupt):
 
 SMOKE_NOTE = ("SMOKE RUN (BNN_TEACH_FAST=1: a few images, 1 epoch by default): it checks that the code runs "
               "and is NOT a result; unset BNN_TEACH_FAST for the experiment")
+
+
+def sample_linear_regression(method: str, X: torch.Tensor, y: torch.Tensor, num_steps: int, batch_size: int = 50,
+                             lr: float = 5e-4, temperature: float = 0.1, noise_var: float = 3.0,
+                             prior_sigma: float = 1.0, seed: int = 1):
+    """Sample the coefficients of ``y = X beta + noise`` with ``"sgld"``, ``"sghmc"`` or ``"sgld-sa"``.
+
+    SGLD and SGHMC use a ``N(0, prior_sigma^2)`` prior and the known ``noise_var``; SGLD-SA its
+    spike-and-slab prior and learns sigma (Deng et al. 2019's large-p-small-n set-up). Returns
+    ``(posterior mean over the second half of the steps, optimiser, trace)`` where ``trace`` holds
+    ``(step, beta[:3], sigma)`` every 100 steps.
+    """
+    if method not in ("sgld", "sghmc", "sgld-sa"):
+        raise ValueError(f"method must be 'sgld', 'sghmc' or 'sgld-sa', got {method!r}")
+    check_positive("num_steps", num_steps, integer=True)
+    n_data, p = X.shape
+    torch.manual_seed(seed)
+    beta = torch.zeros(p, requires_grad=True)
+    if method == "sgld-sa":
+        opt = SGLDSA([beta], lr=lr, num_data=n_data, temperature=temperature)
+    elif method == "sgld":
+        opt = SGLD([beta], lr=lr, num_data=n_data, temperature=temperature)
+    else:  # SGHMC's effective step is lr / friction: a tenth of the SGLD step keeps it stable
+        opt = SGHMC([beta], lr=lr / 10, num_data=n_data, friction=0.1, temperature=temperature)
+    total, count, trace = torch.zeros(p), 0, []
+    for step in range(num_steps):
+        idx = torch.randperm(n_data)[:batch_size]
+        resid = y[idx] - X[idx] @ beta
+        if method == "sgld-sa":
+            loss = (resid**2).mean() / (2 * opt.sigma**2)
+        else:
+            loss = (resid**2).mean() / (2 * noise_var) + (beta**2).sum() / (2 * prior_sigma**2 * n_data)
+        opt.zero_grad()
+        loss.backward()
+        if method == "sgld-sa":
+            opt.step(sse=float((resid.detach() ** 2).sum()), batch_size=len(idx))
+        else:
+            opt.step()
+        if step >= num_steps // 2:
+            total += beta.detach()
+            count += 1
+        if step % 100 == 0:
+            trace.append((step, beta.detach()[:3].tolist(), getattr(opt, "sigma", math.sqrt(noise_var))))
+    return total / count, opt, trace
 
 
 @dataclass

@@ -18,10 +18,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from bnn_teach._checks import check_positive, model_device
 from bnn_teach.nn.base import kl_divergence, sampling
-from bnn_teach.utils import check_positive
+from bnn_teach.objectives import elbo_loss
 
-__all__ = ["fit", "evaluate", "History"]
+__all__ = ["fit", "train_epoch", "evaluate", "History"]
 
 
 class History:
@@ -63,12 +64,7 @@ class History:
         return f"History({len(self)} epochs; last: {last})"
 
 
-def _model_device(model: nn.Module) -> torch.device:
-    param = next(model.parameters(), None)
-    return param.device if param is not None else torch.device("cpu")
-
-
-def _check_data(name, data):
+def _check_data(name, data, finite=False):
     if not (isinstance(data, (tuple, list)) and len(data) == 2 and all(isinstance(t, torch.Tensor) for t in data)):
         raise TypeError(f"{name} must be a pair of tensors (X, y), got {type(data).__name__}")
     X, y = data
@@ -76,6 +72,10 @@ def _check_data(name, data):
         raise ValueError(f"{name}: X has {len(X)} rows but y has {len(y)}")
     if len(X) == 0:
         raise ValueError(f"{name} is empty")
+    for part, tensor in (("X", X), ("y", y)):
+        if finite and torch.is_floating_point(tensor) and not bool(torch.isfinite(tensor).all()):
+            bad = int((~torch.isfinite(tensor)).sum())
+            raise ValueError(f"{name}: {part} holds {bad} NaN/inf values; clean or drop those rows before training")
     return X, y
 
 
@@ -103,7 +103,7 @@ def evaluate(model: nn.Module, data, batch_size: int = 1000, nll_fn: Callable | 
     X, y = _check_data("data", data)
     check_positive("batch_size", batch_size, integer=True)
     check_positive("num_samples", num_samples, integer=True)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     was_training = model.training
     model.eval()
     total_nll, correct, count, classification = 0.0, 0, 0, None
@@ -135,6 +135,43 @@ def evaluate(model: nn.Module, data, batch_size: int = 1000, nll_fn: Callable | 
     if classification:
         result["accuracy"] = correct / count
     return result
+
+
+def train_epoch(model: nn.Module, train_data, optimizer: torch.optim.Optimizer, *, batch_size: int, num_data: int,
+                kl_weight: float = 1.0, nll_fn: Callable = F.cross_entropy) -> dict:
+    """One pass over ``train_data = (X, y)`` in shuffled mini-batches, one optimiser step per batch.
+
+    Each step minimises the negative ELBO per data point,
+    ``elbo_loss(nll, KL, num_data, kl_weight) = nll + kl_weight * KL / num_data``.
+    Returns the epoch's means over the data: ``nll``, ``kl`` (KL / num_data), ``loss``, ``elbo`` and
+    ``kl_weight``, plus ``train_acc`` for classification.
+    """
+    X, y = train_data
+    model.train()
+    sums = {"nll": 0.0, "kl": 0.0, "loss": 0.0}
+    correct = 0
+    order = torch.randperm(len(X), device=X.device)
+    for i in range(0, len(X), batch_size):
+        batch = order[i:i + batch_size]
+        xb, yb = X[batch], y[batch]
+        out = model(xb)
+        nll = nll_fn(out, yb)
+        kl = kl_divergence(model)
+        loss = elbo_loss(nll, kl, num_data, kl_weight)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        sums["nll"] += float(nll.detach()) * len(batch)
+        sums["kl"] += float(kl.detach()) / num_data * len(batch)
+        sums["loss"] += float(loss.detach()) * len(batch)
+        if _is_classification(out, yb):
+            correct += int((out.argmax(dim=-1) == yb).sum())
+    record = {key: total / len(X) for key, total in sums.items()}
+    record["elbo"] = -(record["nll"] + record["kl"])
+    record["kl_weight"] = kl_weight
+    if _is_classification(out, yb):
+        record["train_acc"] = correct / len(X)
+    return record
 
 
 def fit(model: nn.Module, train_data, num_epochs: int, optimizer: torch.optim.Optimizer, *,
@@ -178,7 +215,7 @@ def fit(model: nn.Module, train_data, num_epochs: int, optimizer: torch.optim.Op
     """
     from tqdm.auto import tqdm
 
-    X, y = _check_data("train_data", train_data)
+    X, y = _check_data("train_data", train_data, finite=True)
     check_positive("num_epochs", num_epochs, allow_zero=True, integer=True)
     check_positive("batch_size", batch_size, integer=True)
     num_data = len(X) if num_data is None else check_positive("num_data", num_data, integer=True)
@@ -189,7 +226,7 @@ def fit(model: nn.Module, train_data, num_epochs: int, optimizer: torch.optim.Op
         check_positive("kl_weight", kl_weight, allow_zero=True)
     nll_fn = nll_fn or F.cross_entropy
     callbacks = list(callbacks)
-    device = torch.device(device) if device is not None else _model_device(model)
+    device = torch.device(device) if device is not None else model_device(model)
     model.to(device)
     X, y = X.to(device), y.to(device)
     history = history if history is not None else History()
@@ -199,36 +236,12 @@ def fit(model: nn.Module, train_data, num_epochs: int, optimizer: torch.optim.Op
                unit="epoch", dynamic_ncols=True)
     for epoch in bar:
         beta = float(schedule(epoch - 1)) if schedule is not None else float(kl_weight)
-        model.train()
         start = time.perf_counter()
-        sums = {"nll": 0.0, "kl": 0.0, "loss": 0.0}
-        correct, seen = 0, 0
-        perm = torch.randperm(len(X), device=device)
-        for i in range(0, len(X), batch_size):
-            idx = perm[i:i + batch_size]
-            xb, yb = X[idx], y[idx]
-            out = model(xb)
-            nll = nll_fn(out, yb)
-            kl = kl_divergence(model) / num_data
-            loss = nll + beta * kl
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            n = len(idx)
-            sums["nll"] += float(nll.detach()) * n
-            sums["kl"] += float(kl.detach()) * n
-            sums["loss"] += float(loss.detach()) * n
-            if _is_classification(out, yb):
-                correct += int((out.argmax(dim=-1) == yb).sum())
-            seen += n
+        record = {"epoch": epoch, **train_epoch(model, (X, y), optimizer, batch_size=batch_size, num_data=num_data,
+                                                kl_weight=beta, nll_fn=nll_fn)}
+        record["lr"] = optimizer.param_groups[0]["lr"]  # the rate this epoch used
         if scheduler is not None:
             scheduler.step()
-        record = {"epoch": epoch, **{k: v / seen for k, v in sums.items()}}
-        record["elbo"] = -(record["nll"] + record["kl"])
-        record["kl_weight"] = beta
-        record["lr"] = optimizer.param_groups[0]["lr"]
-        if _is_classification(out, yb):
-            record["train_acc"] = correct / seen
         if test_data is not None:
             result = evaluate(model, test_data, batch_size=eval_batch_size,
                               nll_fn=None if nll_fn is F.cross_entropy else nll_fn, device=device)

@@ -15,37 +15,15 @@ from typing import NamedTuple
 
 import torch
 
-__all__ = ["decompose", "entropy", "Uncertainty", "check_probs", "check_tensor_device"]
+from bnn_teach._checks import check_probs
+
+__all__ = ["decompose", "entropy", "Uncertainty"]
 
 
 class Uncertainty(NamedTuple):
     total: torch.Tensor
     aleatoric: torch.Tensor
     epistemic: torch.Tensor
-
-
-def check_tensor_device(name: str, tensor: torch.Tensor) -> torch.Tensor:
-    """Raise ``ValueError`` for a tensor without data (the ``meta`` device): its values cannot be checked or used."""
-    if tensor.device.type == "meta":
-        raise ValueError(f"{name} is on the 'meta' device and holds no values; create it on 'cpu' or 'cuda'")
-    return tensor
-
-
-def check_probs(probs: torch.Tensor, name: str = "probs", atol: float = 1e-4) -> torch.Tensor:
-    """Raise ``ValueError`` unless ``probs`` holds probabilities over its last axis."""
-    if not isinstance(probs, torch.Tensor) or not torch.is_floating_point(probs):
-        kind = f"a tensor of dtype {probs.dtype}" if isinstance(probs, torch.Tensor) else type(probs).__name__
-        raise TypeError(f"{name} must be a floating-point tensor of probabilities, got {kind}")
-    check_tensor_device(name, probs)
-    if probs.dim() < 1 or probs.shape[-1] < 2:
-        raise ValueError(f"{name} must have a class axis of size >= 2 last, got shape {tuple(probs.shape)}")
-    if torch.any(probs < 0) or not torch.all(torch.isfinite(probs)):
-        raise ValueError(f"{name} must be finite and non-negative: pass softmax outputs, not logits")
-    sums = probs.sum(-1)
-    worst = float((sums - 1).abs().max()) if sums.numel() else 0.0
-    if worst > atol:
-        raise ValueError(f"{name} must sum to 1 over the last axis (off by up to {worst:.3g}); pass softmax outputs, not logits")
-    return probs
 
 
 def entropy(probs: torch.Tensor) -> torch.Tensor:

@@ -12,7 +12,9 @@ import sys
 import numpy as np
 import torch
 
-__all__ = ["get_device", "set_seed", "in_colab", "fast_mode", "check_positive"]
+from bnn_teach._checks import env_flag
+
+__all__ = ["get_device", "set_seed", "in_colab", "fast_mode"]
 
 
 def get_device(prefer: str | None = None) -> torch.device:
@@ -47,27 +49,4 @@ def in_colab() -> bool:
 
 def fast_mode() -> bool:
     """True when ``BNN_TEACH_FAST=1``: notebooks shrink data and epochs, same code path."""
-    return os.environ.get("BNN_TEACH_FAST", "").strip().lower() in {"1", "true", "yes", "on"}
-
-
-def check_positive(name: str, value, *, allow_zero: bool = False, integer: bool = False):
-    """Raise a ``TypeError``/``ValueError`` naming ``name`` unless ``value`` is a positive number.
-
-    Tensors are checked elementwise. Returns ``value`` unchanged.
-    """
-    if isinstance(value, torch.Tensor):
-        if not torch.all(torch.isfinite(value)):
-            raise ValueError(f"{name} must be finite, got {value}")
-        bad = (value < 0) if allow_zero else (value <= 0)
-        if torch.any(bad):
-            raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
-        return value
-    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
-        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
-    if integer and not float(value).is_integer():
-        raise TypeError(f"{name} must be an integer, got {value!r}")
-    if not np.isfinite(value):
-        raise ValueError(f"{name} must be finite, got {value!r}")
-    if value < 0 or (value == 0 and not allow_zero):
-        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
-    return value
+    return env_flag("BNN_TEACH_FAST")

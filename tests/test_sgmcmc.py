@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 import bnn_teach as bt
+from bnn_teach.reproduce import sample_linear_regression
 from bnn_teach.sgmcmc import SGHMC, SGLD, SGLDSA, CyclicalLR, SampleCollector
 
 NUM_CHAINS = 2000
@@ -147,7 +148,7 @@ def test_sgld_sa_recovers_the_sparse_coefficients():
     X, y, beta, X_test, y_test = bt.data.large_p_small_n(seed=1, num_test=500)
     results = {}
     for kind in ("sgld-sa", "sgld"):
-        estimate, opt, _ = bt.sgmcmc.sample_linear_regression(kind, X, y, num_steps=10000)
+        estimate, opt, _ = sample_linear_regression(kind, X, y, num_steps=10000)
         results[kind] = (estimate, float(((y_test - X_test @ estimate) ** 2).mean()), opt)
     estimate, test_mse, opt = results["sgld-sa"]
     assert torch.all((estimate[:3] - beta[:3]).abs() < 0.5), f"beta1..3 {estimate[:3].tolist()} vs {beta[:3].tolist()}"

@@ -68,8 +68,35 @@ def test_fit_rejects_bad_arguments():
         fit(model, (X, y[:5]), 1, opt, progress=False)
     with pytest.raises(TypeError, match="optimizer"):
         fit(model, (X, y), 1, "adam", progress=False)
-    with pytest.raises(FloatingPointError, match="loss"):
-        fit(model, (X * float("nan"), y), 1, opt, progress=False)
+    X_bad = X.clone()
+    X_bad[3, 0] = float("nan")
+    with pytest.raises(ValueError, match="train_data: X holds 1 NaN/inf"):
+        fit(model, (X_bad, y), 1, opt, progress=False)
+    with pytest.raises(FloatingPointError, match="smaller lr"):  # finite data, a step size that diverges
+        fit(model, (X * 1e30, y), 2, opt, batch_size=5, progress=False)
+
+
+def test_history_records_the_learning_rate_each_epoch_used():
+    X, y = moons(50)
+    model = nn.Linear(2, 2)
+    opt = torch.optim.SGD(model.parameters(), lr=0.1)
+    scheduler = torch.optim.lr_scheduler.StepLR(opt, step_size=1, gamma=0.5)
+    history = fit(model, (X, y), 3, opt, scheduler=scheduler, progress=False)
+    assert history["lr"] == pytest.approx([0.1, 0.05, 0.025])
+
+
+def test_train_epoch_is_one_pass_of_elbo_steps():
+    X, y = moons(60)
+    torch.manual_seed(0)
+    model = nn.Sequential(bt.nn.BayesLinear(2, 2))
+    steps = []
+    opt = torch.optim.SGD(model.parameters(), lr=0.0)
+    opt.register_step_post_hook(lambda *_: steps.append(1))
+    record = bt.train.train_epoch(model, (X, y), opt, batch_size=25, num_data=600, kl_weight=0.5)
+    assert len(steps) == 3, "ceil(60 / 25) optimiser steps"
+    kl = float(bt.nn.kl_divergence(model).detach())
+    assert record["kl"] == pytest.approx(kl / 600, rel=1e-5)
+    assert record["loss"] == pytest.approx(record["nll"] + 0.5 * record["kl"], rel=1e-5)
 
 
 def test_evaluate_monte_carlo_predictive_matches_manual_average():

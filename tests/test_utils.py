@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import bnn_teach as bt
+from bnn_teach._checks import check_positive
 
 
 def test_get_device_is_cpu_without_cuda(monkeypatch):
@@ -51,4 +52,4 @@ def test_fast_mode_and_colab(monkeypatch):
                                           (float("nan"), ValueError), (True, TypeError)])
 def test_check_positive_names_argument(value, error):
     with pytest.raises(error, match="lr"):
-        bt.utils.check_positive("lr", value)
+        check_positive("lr", value)

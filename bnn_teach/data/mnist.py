@@ -29,6 +29,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bnn_teach._checks import env_flag
+
 __all__ = [
     "load_mnist",
     "mnist_source",
@@ -187,7 +189,7 @@ def _mirrors():
 
 
 def _offline() -> bool:
-    return os.environ.get("BNN_TEACH_OFFLINE", "").strip().lower() in {"1", "true", "yes", "on"}
+    return env_flag("BNN_TEACH_OFFLINE")
 
 
 def _download_split(split: str, root) -> tuple[Path, Path]:

@@ -12,7 +12,7 @@ import math
 
 import torch
 
-from bnn_teach.utils import check_positive
+from bnn_teach._checks import check_positive
 
 __all__ = ["regression_1d", "regression_1d_truth", "two_moons", "large_p_small_n", "random_labels"]
 

@@ -1,0 +1,71 @@
+"""Argument checks and small shared helpers of the library (not part of the course's API).
+
+Each check raises a ``TypeError``/``ValueError`` that names the argument and says how to fix it.
+"""
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import torch
+from torch import nn
+
+_TRUE = {"1", "true", "yes", "on"}
+
+
+def env_flag(name: str) -> bool:
+    """True when the environment variable ``name`` is set to 1, true, yes or on (any case)."""
+    return os.environ.get(name, "").strip().lower() in _TRUE
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's first parameter (CPU for a model without parameters)."""
+    param = next(model.parameters(), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def check_positive(name: str, value, *, allow_zero: bool = False, integer: bool = False):
+    """Raise a ``TypeError``/``ValueError`` naming ``name`` unless ``value`` is a positive number.
+
+    Tensors are checked elementwise. Returns ``value`` unchanged.
+    """
+    if isinstance(value, torch.Tensor):
+        if not torch.all(torch.isfinite(value)):
+            raise ValueError(f"{name} must be finite, got {value}")
+        bad = (value < 0) if allow_zero else (value <= 0)
+        if torch.any(bad):
+            raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value}")
+        return value
+    if isinstance(value, bool) or not isinstance(value, (int, float, np.integer, np.floating)):
+        raise TypeError(f"{name} must be a number, got {value!r} ({type(value).__name__})")
+    if integer and not float(value).is_integer():
+        raise TypeError(f"{name} must be an integer, got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'non-negative' if allow_zero else 'positive'}, got {value!r}")
+    return value
+
+
+def check_tensor_device(name: str, tensor: torch.Tensor) -> torch.Tensor:
+    """Raise ``ValueError`` for a tensor without data (the ``meta`` device): its values cannot be checked or used."""
+    if tensor.device.type == "meta":
+        raise ValueError(f"{name} is on the 'meta' device and holds no values; create it on 'cpu' or 'cuda'")
+    return tensor
+
+
+def check_probs(probs: torch.Tensor, name: str = "probs", atol: float = 1e-4) -> torch.Tensor:
+    """Raise ``ValueError`` unless ``probs`` holds probabilities over its last axis."""
+    if not isinstance(probs, torch.Tensor) or not torch.is_floating_point(probs):
+        kind = f"a tensor of dtype {probs.dtype}" if isinstance(probs, torch.Tensor) else type(probs).__name__
+        raise TypeError(f"{name} must be a floating-point tensor of probabilities, got {kind}")
+    check_tensor_device(name, probs)
+    if probs.dim() < 1 or probs.shape[-1] < 2:
+        raise ValueError(f"{name} must have a class axis of size >= 2 last, got shape {tuple(probs.shape)}")
+    if torch.any(probs < 0) or not torch.all(torch.isfinite(probs)):
+        raise ValueError(f"{name} must be finite and non-negative: pass softmax outputs, not logits")
+    sums = probs.sum(-1)
+    worst = float((sums - 1).abs().max()) if sums.numel() else 0.0
+    if worst > atol:
+        raise ValueError(f"{name} must sum to 1 over the last axis (off by up to {worst:.3g}); pass softmax outputs, not logits")
+    return probs
