@@ -1,5 +1,4 @@
 """bnn_teach.viz with the Agg backend: the plotted content matches the inputs, not just "no exception"."""
-import math
 
 import matplotlib
 
@@ -110,6 +109,29 @@ def test_frame_title_and_slider_redraw(recorded):
     np.testing.assert_array_equal(np.isnan(np.ma.getdata(shown)), ~recorder.mask(0, "fc1")[:100, :100])
 
 
+def png_pixels(data: bytes) -> np.ndarray:
+    import io
+
+    import matplotlib.image
+
+    return matplotlib.image.imread(io.BytesIO(data), format="png")
+
+
+def test_slider_redraws_the_picture_it_shows(recorded):
+    """What the student sees is the widget's own PNG: moving the slider must change its pixels."""
+    _, recorder = recorded
+    box = viz.sparsification_slider(recorder, "fc1")
+    assert box.image in box.children and box.image.format == "png"
+    last = png_pixels(box.image.value)
+    box.slider.value = 0
+    first = png_pixels(box.image.value)
+    assert first.shape == last.shape
+    changed = np.abs(first - last).max(axis=-1) > 0.05
+    assert changed.mean() > 0.01, f"only {changed.mean():.2%} of the pixels changed"
+    box.slider.value = len(recorder.frames) - 1
+    np.testing.assert_array_equal(png_pixels(box.image.value), last)
+
+
 def test_animation_has_one_frame_per_recorded_epoch(recorded, tmp_path):
     _, recorder = recorded
     path = viz.save_animation(recorder, tmp_path / "sparsify.gif", layer="fc2")
@@ -215,6 +237,18 @@ def test_regression_explorer_recomputes_on_slider_change():
     assert "dropout 0.5" in explorer.ax.get_title()
     box.sliders["num_samples"].value = 7
     assert explorer.prediction["samples"].shape[0] == 7
+    assert box.image in box.children
+
+
+def test_regression_explorer_picture_changes_with_the_prior():
+    explorer = bt.viz.RegressionExplorer(num_epochs=20, num_samples=5)
+    box = explorer.widget()
+    before = png_pixels(box.image.value)
+    box.sliders["prior_sigma"].value = 0.05  # a tight prior: a different fit, a different picture
+    after = png_pixels(box.image.value)
+    assert explorer.num_updates == 2
+    changed = np.abs(after - before).max(axis=-1) > 0.05
+    assert changed.mean() > 0.01, f"only {changed.mean():.2%} of the pixels changed"
     with pytest.raises(ValueError, match="knob"):
         explorer.update(learning_rate=1.0)
 
@@ -225,14 +259,14 @@ def test_experiment_figure_shows_error_and_compression_per_epoch():
     layer = sparse_layer()
     fig = viz.experiment_figure("demo", history, nn.Sequential(layer))
     loss_ax, error_ax, bars_ax = fig.axes[:3]
-    assert loss_ax.get_yscale() == "log" and [l.get_label() for l in loss_ax.lines] == ["nll", "kl"]
+    assert loss_ax.get_yscale() == "log" and [line.get_label() for line in loss_ax.lines] == ["nll", "kl"]
     np.testing.assert_allclose(error_ax.lines[0].get_ydata(), [10 - e for e in range(1, 6)])
     compression_ax = fig.axes[3]  # the twin axis
     np.testing.assert_allclose(compression_ax.lines[0].get_ydata(), [10.0 * e for e in range(1, 6)])
     assert error_ax.get_title() == "final error 5.00 % · compression 50.0×"
     assert [round(p.get_height(), 6) for p in bars_ax.patches] == [round(r["sparsity"], 6) for r in bt.sparsity.sparsity_table(nn.Sequential(layer))]
     traces = viz.experiment_figure("sgld", History([{"epoch": 1, "sigma": 1.0, "beta1": 3.0}]), None)
-    assert len(traces.axes) == 1 and [l.get_label() for l in traces.axes[0].lines] == ["sigma", "beta1"]
+    assert len(traces.axes) == 1 and [line.get_label() for line in traces.axes[0].lines] == ["sigma", "beta1"]
 
 
 def test_unknown_layer_names_the_recorded_ones(recorded, tmp_path):

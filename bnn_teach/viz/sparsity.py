@@ -183,30 +183,35 @@ def plot_frame(recorder: SparsityRecorder, frame: int, layer: str, patch: int | 
 
 
 def sparsification_slider(recorder: SparsityRecorder, layer: str | None = None, patch: int | None = 100):
-    """An ipywidgets slider over the recorded epochs that redraws the layer; without ipywidgets (or a
-    frontend) it returns the figure of the last epoch instead."""
+    """A slider over the recorded epochs above the picture of ``layer`` at that epoch.
+
+    The picture is a PNG in an ``ipywidgets.Image`` that each move of the slider redraws, so it works
+    in any frontend without an interactive matplotlib backend. Returns the ``VBox``; ``box.figure``,
+    ``box.slider`` and ``box.image`` are its parts. Without ipywidgets: the figure of the last epoch.
+    """
+    from bnn_teach.viz._png import figure_png, new_figure
+
     layer = layer or recorder.layer_names()[0]
+    last = len(recorder.frames) - 1
+    recorder.mask(last, layer)  # a clear error for an unknown layer or an empty recorder
     try:
         import ipywidgets as widgets
     except ImportError:  # pragma: no cover - ipywidgets is a dependency
-        return plot_frame(recorder, len(recorder.frames) - 1, layer, patch)
-    plt = _plt()
-    fig, ax = plt.subplots(figsize=(4, 4))
-    plot_frame(recorder, len(recorder.frames) - 1, layer, patch, ax=ax)
-    out = widgets.Output()
-    slider = widgets.IntSlider(value=len(recorder.frames) - 1, min=0, max=len(recorder.frames) - 1,
-                               description="frame", continuous_update=False)
+        return plot_frame(recorder, last, layer, patch)
+    fig = new_figure(figsize=(4.4, 4.4))
+    ax = fig.add_subplot()
 
-    def redraw(change):
+    def draw(frame):
         ax.clear()
-        plot_frame(recorder, change["new"], layer, patch, ax=ax)
-        fig.canvas.draw_idle()
-        with out:
-            out.clear_output(wait=True)
+        plot_frame(recorder, frame, layer, patch, ax=ax)
+        ax.title.set_fontsize(9)
+        return figure_png(fig)
 
-    slider.observe(redraw, names="value")
-    box = widgets.VBox([slider, out])
-    box.figure, box.slider = fig, slider
+    image = widgets.Image(value=draw(last), format="png")
+    slider = widgets.IntSlider(value=last, min=0, max=last, description="frame", continuous_update=False)
+    slider.observe(lambda change: setattr(image, "value", draw(change["new"])), names="value")
+    box = widgets.VBox([slider, image])
+    box.figure, box.slider, box.image = fig, slider, image
     return box
 
 

@@ -10,6 +10,7 @@ from bnn_teach.nn import BayesLinear, MCDropout
 from bnn_teach.predict import predictive_regression
 from bnn_teach.priors import GaussianPrior
 from bnn_teach.train import fit
+from bnn_teach.viz._png import figure_png, new_figure
 from bnn_teach.viz.uncertainty import plot_regression_bands
 
 __all__ = ["RegressionExplorer", "regression_explorer"]
@@ -42,9 +43,9 @@ class RegressionExplorer:
         self.x_grid = torch.linspace(-6, 6, 200).unsqueeze(1)
         self.num_updates = 0
         self.prediction = None
-        import matplotlib.pyplot as plt
-
-        self.figure, self.ax = plt.subplots(figsize=(6, 3.5))
+        self.image = None  # the widget's picture, once widget() made it
+        self.figure = new_figure(figsize=(6, 3.5))
+        self.ax = self.figure.add_subplot()
         self.update()
 
     def build(self) -> nn.Module:
@@ -73,12 +74,14 @@ class RegressionExplorer:
         v = self.values
         self.ax.set_title(f"prior σ {v['prior_sigma']:g} · KL weight {v['kl_weight']:g} · "
                           f"{int(v['num_samples'])} samples · dropout {v['dropout']:g}", fontsize=9)
-        self.figure.canvas.draw_idle()
+        if self.image is not None:
+            self.image.value = figure_png(self.figure)
         self.num_updates += 1
         return self.prediction
 
     def widget(self):
-        """Sliders whose ``observe`` callbacks call :meth:`update`; the static figure without ipywidgets."""
+        """Sliders whose ``observe`` callbacks call :meth:`update`, above the figure as a PNG
+        (``ipywidgets.Image``) that each update redraws; the static figure without ipywidgets."""
         try:
             import ipywidgets as widgets
         except ImportError:  # pragma: no cover - ipywidgets is a dependency
@@ -92,8 +95,9 @@ class RegressionExplorer:
         for name, slider in sliders.items():
             slider.continuous_update = False
             slider.observe(lambda change, name=name: self.update(**{name: change["new"]}), names="value")
-        box = widgets.VBox(list(sliders.values()))
-        box.sliders = sliders
+        self.image = widgets.Image(value=figure_png(self.figure), format="png")
+        box = widgets.VBox([*sliders.values(), self.image])
+        box.sliders, box.image = sliders, self.image
         return box
 
 
