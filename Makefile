@@ -34,9 +34,12 @@ lab: setup
 	$(RUN) $(VENV)/bin/bnn-teach check --course
 	$(RUN) $(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
 
+# The linter (ruff, settings in pyproject.toml) and then the tests; both must pass.
 # pytest exits 5 when it collected no tests; that is not a failure of the build.
 test: setup
-	$(RUN) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; exit $$rc
+	$(RUN) $(VENV)/bin/ruff check .; lint=$$?; \
+	$(RUN) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; \
+	if [ $$lint -ne 0 ]; then echo "make test: ruff found the problems listed above"; rc=1; fi; exit $$rc
 
 # The peer libraries of benchmarks/peers.py (the [peers] extra), without their declared dependencies:
 # unpinned, those pull a CUDA torch, torchvision and tensorboard in place of the CPU torch. None of

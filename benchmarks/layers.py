@@ -15,6 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import bnn_teach as bt
+
 from timing import interleaved, parse_args
 
 
@@ -66,7 +67,10 @@ def main(argv=None):
         "Conv2dARD": bt.nn.Conv2dARD(20, 50, 5),
     }
     print(f"torch {torch.__version__}, {args.threads} threads, median of {args.repeats}×{args.inner} steps")
-    for title, layers, x in (("linear 784→300, batch 128", linear, x_lin), ("conv 20→50 5×5, 128×20×12×12", conv, x_conv)):
+    for title, layers, x in (
+        ("linear 784→300, batch 128", linear, x_lin),
+        ("conv 20→50 5×5, 128×20×12×12", conv, x_conv),
+    ):
         print(f"\n{title}")
         for name, (seconds, ratio) in time_group(layers, x, args.repeats, args.inner).items():
             print(f"  {name:<32}{seconds * 1e3:8.3f} ms   {ratio:5.2f}×")

@@ -72,14 +72,15 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 import bnn_teach as bt
+
 from layers import TwoGemms
 from timing import interleaved, parse_args
 
@@ -123,8 +124,12 @@ def import_peers() -> tuple[dict, list]:
     for module, pypi in PEERS.items():
         try:
             if module == "bayesian_torch":
-                from bayesian_torch.layers import (Conv2dFlipout, Conv2dReparameterization, LinearFlipout,
-                                                   LinearReparameterization)
+                from bayesian_torch.layers import (
+                    Conv2dFlipout,
+                    Conv2dReparameterization,
+                    LinearFlipout,
+                    LinearReparameterization,
+                )
                 found[module] = dict(LinearFlipout=LinearFlipout, Conv2dFlipout=Conv2dFlipout,
                                      LinearReparameterization=LinearReparameterization,
                                      Conv2dReparameterization=Conv2dReparameterization)

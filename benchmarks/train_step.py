@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 
 import bnn_teach as bt
+
 from timing import interleaved, parse_args
 
 

@@ -5,7 +5,20 @@
 ``bt.metrics``, ``bt.utils``. Each module's docstring names the lecture that explains it.
 """
 from bnn_teach import (  # noqa: F401
-    data, kl, metrics, models, nn, objectives, predict, priors, sgmcmc, sparsity, train, uncertainty, utils, viz,
+    data,
+    kl,
+    metrics,
+    models,
+    nn,
+    objectives,
+    predict,
+    priors,
+    sgmcmc,
+    sparsity,
+    train,
+    uncertainty,
+    utils,
+    viz,
 )
 
 __version__ = "0.1.0"

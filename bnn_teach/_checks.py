@@ -67,5 +67,7 @@ def check_probs(probs: torch.Tensor, name: str = "probs", atol: float = 1e-4) ->
     sums = probs.sum(-1)
     worst = float((sums - 1).abs().max()) if sums.numel() else 0.0
     if worst > atol:
-        raise ValueError(f"{name} must sum to 1 over the last axis (off by up to {worst:.3g}); pass softmax outputs, not logits")
+        raise ValueError(
+            f"{name} must sum to 1 over the last axis (off by up to {worst:.3g}); pass softmax outputs, not logits"
+        )
     return probs

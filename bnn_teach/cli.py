@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import platform
 import sys
 import tempfile
@@ -48,7 +47,9 @@ def _online(timeout: float = 3.0) -> bool:
     for url in _mirrors():
         parsed = urlparse(url)
         try:
-            with socket.create_connection((parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)), timeout=timeout):
+            with socket.create_connection(
+                (parsed.hostname, parsed.port or (443 if parsed.scheme == "https" else 80)), timeout=timeout
+            ):
                 return True
         except OSError:
             continue
@@ -93,7 +94,10 @@ def check(course: bool = False) -> int:
     device = get_device()
     import torch
 
-    detail = f" ({torch.cuda.get_device_name(device)})" if device.type == "cuda" else f" ({torch.get_num_threads()} threads)"
+    if device.type == "cuda":
+        detail = f" ({torch.cuda.get_device_name(device)})"
+    else:
+        detail = f" ({torch.get_num_threads()} threads)"
     print(f"device       {device}{detail}")
     source = mnist_source()
     broken = _verify_mnist() if source != "embedded" else None
@@ -138,10 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser = _Parser(prog="bnn-teach", description="Bayesian deep learning, taught.")
     parser.add_argument("--version", action="version",
-                        version=f"bnn-teach {__version__} (torch {torch.__version__}, Python {platform.python_version()})")
+                        version=f"bnn-teach {__version__} (torch {torch.__version__}, "
+                                f"Python {platform.python_version()})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p_check = sub.add_parser("check", help="print versions, device and data source; fail if something is missing")
-    p_check.add_argument("--course", action="store_true", help="also require JupyterLab, nbgrader, jupytext, nbstripout")
+    p_check.add_argument("--course", action="store_true",
+                         help="also require JupyterLab, nbgrader, jupytext, nbstripout")
     reproduce.add_parser(sub)
     p_gallery = sub.add_parser("gallery", help="render every bnn_teach.viz figure to PNG files in a folder")
     p_gallery.add_argument("out_dir")

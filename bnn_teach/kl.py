@@ -75,7 +75,8 @@ def sparsevd(log_alpha: torch.Tensor) -> torch.Tensor:
 
 
 def sparsevd_exact_mc(log_alpha: torch.Tensor, num_samples: int = 100_000, generator=None) -> torch.Tensor:
-    r"""Monte Carlo estimate of the exact SparseVD KL, with the constant that makes it vanish as :math:`\alpha\to\infty`.
+    r"""Monte Carlo estimate of the exact SparseVD KL, with the constant that makes it vanish as
+    :math:`\alpha\to\infty`.
 
     .. math::
 

@@ -97,7 +97,8 @@ def reliability_bins(probs, y, num_bins: int = 15) -> dict:
 
 
 def ece(probs, y, num_bins: int = 15) -> float:
-    r"""Expected calibration error :math:`\sum_b \frac{n_b}{N}\,|\mathrm{acc}_b - \mathrm{conf}_b|` over equal-width bins.
+    r"""Expected calibration error :math:`\sum_b \frac{n_b}{N}\,|\mathrm{acc}_b - \mathrm{conf}_b|`
+    over equal-width bins.
 
     Four inputs predicted with confidence 0.9, three of them right: ECE = |0.75 - 0.9| = 0.15.
 
@@ -150,7 +151,9 @@ def auroc(scores: torch.Tensor, labels: torch.Tensor) -> float:
     # average the ranks of tied scores
     unique, inverse, counts = torch.unique(sorted_scores, return_inverse=True, return_counts=True)
     if len(unique) < len(scores):
-        rank_sums = torch.zeros(len(unique), dtype=torch.float64).index_add_(0, inverse, torch.arange(1, len(scores) + 1, dtype=torch.float64))
+        rank_sums = torch.zeros(len(unique), dtype=torch.float64).index_add_(
+            0, inverse, torch.arange(1, len(scores) + 1, dtype=torch.float64)
+        )
         ranks[order] = (rank_sums / counts)[inverse]
     rank_pos = float(ranks[labels == 1].sum())
     return (rank_pos - n_pos * (n_pos + 1) / 2) / (n_pos * n_neg)

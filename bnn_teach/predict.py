@@ -10,9 +10,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bnn_teach._checks import check_positive, check_tensor_device, model_device
 from bnn_teach.nn.base import sampling
 from bnn_teach.sgmcmc import SampleEnsemble
-from bnn_teach._checks import check_positive, check_tensor_device, model_device
 
 __all__ = ["mc_predict", "predictive_regression"]
 

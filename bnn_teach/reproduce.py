@@ -22,9 +22,9 @@ import math
 import os
 import time
 from collections import OrderedDict
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import torch
 from torch import nn
@@ -37,7 +37,16 @@ from bnn_teach.sgmcmc import SGHMC, SGLD, SGLDSA
 from bnn_teach.train import History, evaluate, fit
 from bnn_teach.utils import fast_mode, set_seed
 
-__all__ = ["EXPERIMENTS", "PAPER", "run", "main", "sample_linear_regression", "UsageError", "SettingsMismatch", "RunInterrupted"]
+__all__ = [
+    "EXPERIMENTS",
+    "PAPER",
+    "run",
+    "main",
+    "sample_linear_regression",
+    "UsageError",
+    "SettingsMismatch",
+    "RunInterrupted",
+]
 
 # The papers' rows, as printed in the papers (numbers are test error in %, compression as |W| / |W != 0|).
 PAPER = {
@@ -73,7 +82,8 @@ class RunInterrupted(KeyboardInterrupt):
         if epoch:
             message = f"stopped after epoch {epoch} ({part}); the checkpoint is saved; {again}"
         else:
-            message = f"stopped during the first epoch ({part}); nothing was saved yet; run the same command to start again"
+            message = (f"stopped during the first epoch ({part}); nothing was saved yet; "
+                       "run the same command to start again")
         super().__init__(message)
 
 
@@ -211,7 +221,8 @@ def _describe(value) -> str:
 
 def _refuse_if_different(stored: dict | None, asked: dict, where: Path, what: str):
     """Raise :class:`SettingsMismatch` naming every difference between ``stored`` and ``asked`` (one line)."""
-    ways_out = f"add --restart to start this run over in {where.parent if what == 'checkpoint' else where}, or pass another --out"
+    folder = where.parent if what == "checkpoint" else where
+    ways_out = f"add --restart to start this run over in {folder}, or pass another --out"
     if stored is None:
         raise SettingsMismatch(f"{where} records no settings (an older bnn_teach wrote it), so it cannot be resumed "
                                f"safely; {ways_out}")
@@ -382,8 +393,12 @@ def bbb_mnist(ctx: Context):
     ours, histories, curve_model = {}, {}, None
     for label, prior in priors.items():
         set_seed(ctx.seed)
-        model = nn.Sequential(OrderedDict([("flatten", nn.Flatten()), ("fc1", nn.Linear(784, 400)), ("relu1", nn.ReLU()),
-                                           ("fc2", nn.Linear(400, 400)), ("relu2", nn.ReLU()), ("fc3", nn.Linear(400, 10))]))
+        model = nn.Sequential(OrderedDict([
+            ("flatten", nn.Flatten()),
+            ("fc1", nn.Linear(784, 400)), ("relu1", nn.ReLU()),
+            ("fc2", nn.Linear(400, 400)), ("relu2", nn.ReLU()),
+            ("fc3", nn.Linear(400, 10)),
+        ]))
         bayesianize(model, "bbb", prior=prior, init_rho=-5.0).to(ctx.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         tag = "bbb-" + label.replace(" ", "-")
@@ -393,7 +408,8 @@ def bbb_mnist(ctx: Context):
     curve = []
     for fraction in (0.0, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99):
         pruned = sparsity.prune(curve_model, "snr", fraction=fraction) if fraction else sparsity.prune(curve_model)
-        curve.append({"removed %": 100 * fraction, "error %": round(100 * (1 - evaluate(pruned, test_data)["accuracy"]), 2)})
+        error = 100 * (1 - evaluate(pruned, test_data)["accuracy"])
+        curve.append({"removed %": 100 * fraction, "error %": round(error, 2)})
     ours["snr pruning (scale mixture)"] = curve
     ours["epochs"] = epochs
     return ours, histories["scale mixture"], curve_model
@@ -410,7 +426,8 @@ def random_labels(ctx: Context):
         model = models.lenet300(flavour).to(ctx.device)
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3)
         kl = objectives.linear_warmup(max(1, epochs // 10)) if flavour == "svdo" else 0.0
-        h = train_resumable(ctx, f"random-labels-{flavour}", model, optimizer, (X, y_random), None, epochs, kl_weight=kl)
+        h = train_resumable(ctx, f"random-labels-{flavour}", model, optimizer, (X, y_random), None, epochs,
+                            kl_weight=kl)
         results[flavour] = {"train accuracy %": round(100 * evaluate(model, (X, y_random))["accuracy"], 1),
                             "compression": round(sparsity.compression_ratio(model), 1)}
         history = h if flavour == "svdo" else history
@@ -602,7 +619,8 @@ def _check_arguments(name, epochs, out, seed, lr, lr_floor, train_size):
         raise UsageError(f"--epochs must be a positive integer, got {epochs!r}")
     if not _is_int(seed) or seed < 0:
         raise UsageError(f"--seed must be a non-negative integer, got {seed!r}")
-    if lr is not None and (isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or lr <= 0):
+    lr_is_number = isinstance(lr, (int, float)) and not isinstance(lr, bool)
+    if lr is not None and (not lr_is_number or not math.isfinite(lr) or lr <= 0):
         raise UsageError(f"--lr must be a positive number, got {lr!r}")
     if lr_floor is not None and (isinstance(lr_floor, bool) or not isinstance(lr_floor, (int, float))
                                  or not 0.0 <= lr_floor < 1.0):
@@ -729,8 +747,12 @@ def add_parser(sub):
         epilog=f"experiments:\n{listing}\n\nA folder holds one run: asking it for other settings is refused "
                "(use --restart or another --out).\nBNN_TEACH_FAST=1 makes a smoke run (a few images, 1 epoch).",
         formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("experiment", choices=list(EXPERIMENTS), metavar="EXPERIMENT",
-                   help="one of: " + ", ".join(EXPERIMENTS) + " (listed below)")
+    p.add_argument(
+        "experiment",
+        choices=list(EXPERIMENTS),
+        metavar="EXPERIMENT",
+        help="one of: " + ", ".join(EXPERIMENTS) + " (listed below)",
+    )
     p.add_argument("--epochs", type=_positive_int, default=None, help="training epochs (default: the paper's recipe)")
     p.add_argument("--device", default=None, help="cpu or cuda (default: cuda when present)")
     p.add_argument("--out", default=None, help="output folder (default: runs/EXPERIMENT)")
@@ -739,9 +761,11 @@ def add_parser(sub):
     p.add_argument("--lr", type=_positive_float, default=None,
                    help="SparseVD experiments: Adam's initial learning rate (default 1e-3)")
     p.add_argument("--train-size", type=_positive_int, default=None,
-                   help="MNIST experiments: train on the first N training images (e.g. 50000, holding out the last 10,000)")
+                   help="MNIST experiments: train on the first N training images "
+                        "(e.g. 50000, holding out the last 10,000)")
     p.add_argument("--lr-floor", type=_fraction, default=None,
-                   help="SparseVD experiments: decay the learning rate linearly to this fraction of --lr (default 0, the paper's code)")
+                   help="SparseVD experiments: decay the learning rate linearly to this fraction of --lr "
+                        "(default 0, the paper's code)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return p
 

@@ -205,7 +205,9 @@ class CyclicalLR(LambdaLR):
             raise ValueError(f"exploration must be in [0, 1), got {exploration!r}")
         self.cycle_length = math.ceil(total_steps / num_cycles)
         self.exploration = exploration
-        super().__init__(optimizer, lambda k: 0.5 * (math.cos(math.pi * (k % self.cycle_length) / self.cycle_length) + 1.0))
+        super().__init__(
+            optimizer, lambda k: 0.5 * (math.cos(math.pi * (k % self.cycle_length) / self.cycle_length) + 1.0)
+        )
 
     def is_sampling(self, step: int | None = None) -> bool:
         k = self.last_epoch if step is None else step
@@ -307,8 +309,10 @@ class SGLDSA(SGLD):
 
     .. math::
 
-        \beta_j \mid \sigma^2, \gamma_j \sim (1-\gamma_j)\,\mathcal L(0, \sigma v_0) + \gamma_j\,\mathcal N(0, \sigma^2 v_1),
-        \quad \gamma_j \sim \mathrm{Bernoulli}(\delta),\ \delta \sim \mathrm{Beta}(a, b),\ \sigma^2 \sim IG(\nu/2, \nu\lambda/2).
+        \beta_j \mid \sigma^2, \gamma_j \sim (1-\gamma_j)\,\mathcal L(0, \sigma v_0)
+            + \gamma_j\,\mathcal N(0, \sigma^2 v_1),
+        \quad \gamma_j \sim \mathrm{Bernoulli}(\delta),\ \delta \sim \mathrm{Beta}(a, b),
+            \ \sigma^2 \sim IG(\nu/2, \nu\lambda/2).
 
     Each :meth:`step` is an SGLD step on the loss plus the SSGL penalty of the current latent
     estimates (its gradient :math:`\mathrm{sign}(\beta)\kappa_0/\sigma + \beta\kappa_1/\sigma^2`, divided by N

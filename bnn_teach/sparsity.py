@@ -16,7 +16,15 @@ from torch import nn
 
 from bnn_teach.nn.bbb import BayesConv2d, BayesLinear
 
-__all__ = ["prunable_layers", "weight_mask", "compression_ratio", "sparsity_table", "prune", "storage_bytes", "SparsityTable"]
+__all__ = [
+    "prunable_layers",
+    "weight_mask",
+    "compression_ratio",
+    "sparsity_table",
+    "prune",
+    "storage_bytes",
+    "SparsityTable",
+]
 
 _PLAIN = (nn.Linear, nn.Conv2d)
 

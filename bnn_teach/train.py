@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import json
 import math
-import numbers
 import time
-from typing import Callable, Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 import torch.nn.functional as F
@@ -55,12 +54,15 @@ class History:
         return text
 
     @classmethod
-    def from_json(cls, path) -> "History":
+    def from_json(cls, path) -> History:
         with open(path) as f:
             return cls(json.load(f))
 
     def __repr__(self):
-        last = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}" for k, v in (self.records[-1] if self.records else {}).items())
+        last = ", ".join(
+            f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+            for k, v in (self.records[-1] if self.records else {}).items()
+        )
         return f"History({len(self)} epochs; last: {last})"
 
 

@@ -4,7 +4,8 @@
 
     \\underbrace{\\mathbb H\\Big[\\tfrac1S \\textstyle\\sum_s p_s\\Big]}_{\\text{total}}
     = \\underbrace{\\tfrac1S \\textstyle\\sum_s \\mathbb H[p_s]}_{\\text{aleatoric (expected entropy)}}
-    + \\underbrace{\\tfrac1S \\textstyle\\sum_s \\mathrm{KL}\\big(p_s \\,\\|\\, \\bar p\\big)}_{\\text{epistemic (mutual information)}}
+    + \\underbrace{\\tfrac1S \\textstyle\\sum_s \\mathrm{KL}\\big(p_s \\,\\|\\, \\bar p\\big)}
+      _{\\text{epistemic (mutual information)}}
 
 in nats. The epistemic part is computed as the mean KL to the mean, not as a difference, so the
 identity is a check and not a definition.

@@ -71,22 +71,29 @@ def test_check_reports_a_truncated_mnist_file_as_broken(mnist_root, tmp_path):
 from bnn_teach import cli, reproduce  # noqa: E402
 
 
-@pytest.mark.parametrize("argv, status, says", [
-    (["reproduce", "sparsevd-lenet300", "--epochs", "-3"], 2, "--epochs: must be a positive integer"),
-    (["reproduce", "sparsevd-lenet300", "--epochs", "three"], 2, "--epochs: must be a positive integer"),
-    (["reproduce", "sparsevd-lenet300", "--device", "gpu"], 2, "use cpu or cuda"),
-    (["reproduce", "sparsevd-lenet300", "--device", "cuda"], 2, "CUDA is not available on this machine; use --device cpu"),
-    (["reproduce", "sparsevd-lenet300", "--train-size", "-5"], 2, "--train-size: must be a positive integer"),
-    (["reproduce", "sgld-sa", "--lr", "5.0", "--train-size", "-5"], 2, "--train-size: must be a positive integer"),
-    (["reproduce", "sgld-sa", "--lr", "5.0"], 2, "sgld-sa does not use --lr"),
-    (["reproduce", "sgld-sa", "--train-size", "500"], 2, "sgld-sa does not use --train-size"),
-    (["reproduce", "bbb-mnist", "--lr-floor", "0.1"], 2, "bbb-mnist does not use --lr-floor"),
-    (["reproduce", "sparsevd-lenet300", "--lr", "nan"], 2, "--lr: must be a positive number"),
-    (["reproduce", "sparsevd-lenet300", "--lr-floor", "1.5"], 2, "--lr-floor: must be in [0, 1)"),
-    (["reproduce", "sparsevd-lenet300", "--seed", "-1"], 2, "--seed: must be a non-negative integer"),
-    (["reproduce", "nope"], 2, "invalid choice"),
-    (["frobnicate"], 2, "invalid choice"),
-])
+@pytest.mark.parametrize(
+    "argv, status, says",
+    [
+        (["reproduce", "sparsevd-lenet300", "--epochs", "-3"], 2, "--epochs: must be a positive integer"),
+        (["reproduce", "sparsevd-lenet300", "--epochs", "three"], 2, "--epochs: must be a positive integer"),
+        (["reproduce", "sparsevd-lenet300", "--device", "gpu"], 2, "use cpu or cuda"),
+        (
+            ["reproduce", "sparsevd-lenet300", "--device", "cuda"],
+            2,
+            "CUDA is not available on this machine; use --device cpu",
+        ),
+        (["reproduce", "sparsevd-lenet300", "--train-size", "-5"], 2, "--train-size: must be a positive integer"),
+        (["reproduce", "sgld-sa", "--lr", "5.0", "--train-size", "-5"], 2, "--train-size: must be a positive integer"),
+        (["reproduce", "sgld-sa", "--lr", "5.0"], 2, "sgld-sa does not use --lr"),
+        (["reproduce", "sgld-sa", "--train-size", "500"], 2, "sgld-sa does not use --train-size"),
+        (["reproduce", "bbb-mnist", "--lr-floor", "0.1"], 2, "bbb-mnist does not use --lr-floor"),
+        (["reproduce", "sparsevd-lenet300", "--lr", "nan"], 2, "--lr: must be a positive number"),
+        (["reproduce", "sparsevd-lenet300", "--lr-floor", "1.5"], 2, "--lr-floor: must be in [0, 1)"),
+        (["reproduce", "sparsevd-lenet300", "--seed", "-1"], 2, "--seed: must be a non-negative integer"),
+        (["reproduce", "nope"], 2, "invalid choice"),
+        (["frobnicate"], 2, "invalid choice"),
+    ],
+)
 def test_cli_errors_are_one_line_that_says_what_to_do(argv, status, says, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr("torch.cuda.is_available", lambda: False)
     out = tmp_path / "run"
@@ -115,8 +122,9 @@ def test_device_cuda_without_cuda_in_a_subprocess_leaves_nothing(tmp_path):
     """The shell a student uses: one line, status 2, and no empty output folder left behind."""
     env = {**os.environ, "CUDA_VISIBLE_DEVICES": ""}
     out = tmp_path / "cuda_run"
-    result = subprocess.run([sys.executable, "-m", "bnn_teach.cli", "reproduce", "sparsevd-lenet300", "--device", "cuda",
-                             "--out", str(out)], env=env, capture_output=True, text=True, timeout=120)
+    command = [sys.executable, "-m", "bnn_teach.cli", "reproduce", "sparsevd-lenet300", "--device", "cuda",
+               "--out", str(out)]
+    result = subprocess.run(command, env=env, capture_output=True, text=True, timeout=120)
     assert result.returncode == 2
     assert result.stderr.strip().count("\n") == 0 and "CUDA is not available" in result.stderr
     assert not out.exists()
@@ -152,8 +160,8 @@ def test_ctrl_c_during_training_says_how_to_resume(isolated_data, tmp_path, caps
     code = cli.main(["reproduce", "sparsevd-lenet300", "--epochs", "3", "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err.strip()
     assert code == 130
-    assert err.splitlines() == [f"bnn-teach reproduce: stopped after epoch 1 (sparsevd-lenet300); the checkpoint is "
-                                f"saved; run the same command to resume"]
+    assert err.splitlines() == ["bnn-teach reproduce: stopped after epoch 1 (sparsevd-lenet300); the checkpoint is "
+                                "saved; run the same command to resume"]
     assert (out / "sparsevd-lenet300.ckpt").exists()
 
 

@@ -42,7 +42,9 @@ def test_normal_normal_zero_when_equal_and_accepts_numbers():
     mu, sigma = torch.randn(5), torch.rand(5) + 0.5
     torch.testing.assert_close(bt.kl.normal_normal(mu, sigma, mu, sigma), torch.zeros(5), atol=1e-6, rtol=0)
     expected = math.log(2.0) + (1 + 1) / 8 - 0.5
-    assert float(bt.kl.normal_normal(torch.tensor(1.0), torch.tensor(1.0), 0.0, 2.0)) == pytest.approx(expected, rel=1e-6)
+    assert float(bt.kl.normal_normal(torch.tensor(1.0), torch.tensor(1.0), 0.0, 2.0)) == pytest.approx(
+        expected, rel=1e-6
+    )
 
 
 @pytest.mark.parametrize("bad", ["sigma_q", "sigma_p"])
@@ -61,7 +63,8 @@ def test_sparsevd_approximation_error_below_0_01_nats():
     err = (approx - exact).abs()
     worst = int(err.argmax())
     assert float(err.max()) < 0.01, (
-        f"at log_alpha={float(log_alpha[worst]):.2f}: approx {float(approx[worst]):.5f} vs MC {float(exact[worst]):.5f}")
+        f"at log_alpha={float(log_alpha[worst]):.2f}: approx {float(approx[worst]):.5f} "
+        f"vs MC {float(exact[worst]):.5f}")
 
 
 def test_sparsevd_is_non_negative_decreasing_and_vanishes():
@@ -77,7 +80,8 @@ def test_sparsevd_is_non_negative_decreasing_and_vanishes():
 def test_ard_equals_kl_to_the_optimal_gaussian_prior():
     """0.5 log(1 + 1/alpha) is KL(N(mu, s^2) || N(0, mu^2 + s^2)), checked with torch.distributions."""
     g = torch.Generator().manual_seed(3)
-    mu, sigma = torch.randn(50, generator=g, dtype=torch.float64), torch.rand(50, generator=g, dtype=torch.float64) + 0.01
+    mu = torch.randn(50, generator=g, dtype=torch.float64)
+    sigma = torch.rand(50, generator=g, dtype=torch.float64) + 0.01
     log_alpha = torch.log(sigma**2) - torch.log(mu**2)
     ref = kl_divergence(Normal(mu, sigma), Normal(torch.zeros_like(mu), torch.sqrt(mu**2 + sigma**2)))
     torch.testing.assert_close(bt.kl.ard(log_alpha), ref)
@@ -102,7 +106,8 @@ def test_scale_mixture_log_prob_matches_torch_mixture():
     w = torch.cat([torch.linspace(-3, 3, 101), torch.tensor([0.0, 1e-4, -1e-3])])
     ref = prior.distribution(w).log_prob(w)
     torch.testing.assert_close(prior.log_prob(w), ref, rtol=1e-5, atol=1e-5)
-    assert bt.priors.GaussianPrior(2.0).log_prob(torch.tensor(0.0)).item() == pytest.approx(-math.log(2.0) - 0.5 * math.log(2 * math.pi))
+    log_density_at_0 = -math.log(2.0) - 0.5 * math.log(2 * math.pi)
+    assert bt.priors.GaussianPrior(2.0).log_prob(torch.tensor(0.0)).item() == pytest.approx(log_density_at_0)
 
 
 def test_scale_mixture_layer_kl_matches_large_sample_monte_carlo():

@@ -179,9 +179,14 @@ def test_lrt_moments_match_weight_sampling(kind):
     """For fixed parameters, LRT pre-activations have the mean and variance of explicit weight sampling."""
     torch.manual_seed(0)
     if kind == "linear":
-        lrt, ws, x = bt.nn.BayesLinear(6, 4, init_rho=-1.0), bt.nn.BayesLinear(6, 4, local_reparam=False), torch.rand(3, 6)
+        lrt, ws, x = (
+            bt.nn.BayesLinear(6, 4, init_rho=-1.0),
+            bt.nn.BayesLinear(6, 4, local_reparam=False),
+            torch.rand(3, 6),
+        )
     else:
-        lrt, ws, x = bt.nn.BayesConv2d(2, 2, 3, init_rho=-1.0), bt.nn.BayesConv2d(2, 2, 3, local_reparam=False), torch.rand(1, 2, 4, 4)
+        lrt, ws = bt.nn.BayesConv2d(2, 2, 3, init_rho=-1.0), bt.nn.BayesConv2d(2, 2, 3, local_reparam=False)
+        x = torch.rand(1, 2, 4, 4)
     ws.load_state_dict(lrt.state_dict())
     n = 40_000
     with torch.no_grad():
@@ -205,7 +210,8 @@ def test_sparsevd_lrt_variance_is_alpha_theta_squared():
         samples = torch.stack([layer(x) for _ in range(40_000)])
         var = (x * x) @ (torch.exp(layer.log_alpha) * layer.weight**2).T + 1e-8
     torch.testing.assert_close(samples.var(0), var, rtol=0.05, atol=1e-6)
-    torch.testing.assert_close(samples.mean(0), x @ layer.weight.T + layer.bias, rtol=0, atol=float(5 * var.max().sqrt() / 200))
+    torch.testing.assert_close(samples.mean(0), x @ layer.weight.T + layer.bias, rtol=0,
+                               atol=float(5 * var.max().sqrt() / 200))
 
 
 # ---------------------------------------------------------------- group sparsity
@@ -314,7 +320,8 @@ def test_fused_lrt_gradients_match_autograd_reference(kind, layer_type):
         layer, x = cls(5, 4, **clip), torch.rand(3, 5, dtype=torch.float64, requires_grad=True)
     else:
         cls = bt.nn.BayesConv2d if layer_type == "bbb" else bt.nn.Conv2dSVDO
-        layer, x = cls(2, 3, 3, padding=1, stride=2, **clip), torch.rand(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
+        layer = cls(2, 3, 3, padding=1, stride=2, **clip)
+        x = torch.rand(2, 2, 5, 5, dtype=torch.float64, requires_grad=True)
     layer = layer.double()
     with torch.no_grad():
         for name, p in layer.named_parameters():
@@ -346,7 +353,7 @@ def test_fused_lrt_gradients_match_autograd_reference(kind, layer_type):
     got = torch.autograd.grad(out, params, grad_out)
     want = torch.autograd.grad(ref, params, grad_out)
     for p, g, w in zip(["x"] + [n for n, _ in layer.named_parameters()], got, want):
-        torch.testing.assert_close(g, w, msg=lambda m: f"gradient of {p}: {m}")
+        torch.testing.assert_close(g, w, msg=lambda m, p=p: f"gradient of {p}: {m}")
 
 
 @pytest.mark.parametrize("cls", [bt.nn.LinearSVDO, bt.nn.LinearARD, bt.nn.LinearGroupSVDO])
@@ -380,7 +387,7 @@ def test_fused_log_alpha_and_kl_match_the_plain_formulas(cls):
         if w is None:
             assert g is None or float(g.abs().max()) == 0.0, name
         else:
-            torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12, msg=lambda m: f"gradient of {name}: {m}")
+            torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12, msg=lambda m, name=name: f"gradient of {name}: {m}")
 
 
 # ---------------------------------------------------------------- fused = plain, second derivatives, torch.func
@@ -419,7 +426,8 @@ def test_fused_path_equals_plain_autograd(name):
     torch.testing.assert_close(out_f, out_p, rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(kl_f, kl_p, rtol=1e-10, atol=1e-10)
     for pname, gf, gp in zip(["x"] + [n for n, _ in layer.named_parameters()], grads_f, grads_p):
-        torch.testing.assert_close(gf, gp, rtol=1e-8, atol=1e-10, msg=lambda m: f"gradient of {pname}: {m}")
+        torch.testing.assert_close(gf, gp, rtol=1e-8, atol=1e-10,
+                                   msg=lambda m, pname=pname: f"gradient of {pname}: {m}")
 
 
 def _functional(module, x, seed=0):

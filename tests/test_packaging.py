@@ -6,6 +6,7 @@ import re
 import stat
 import subprocess
 import sys
+
 try:
     import tomllib
 except ModuleNotFoundError:  # Python 3.10

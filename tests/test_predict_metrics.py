@@ -12,7 +12,6 @@ from bnn_teach import metrics
 from bnn_teach.predict import mc_predict, predictive_regression
 from bnn_teach.uncertainty import decompose
 
-
 # ---------------------------------------------------------------- mc_predict
 
 def test_mc_predict_shapes_and_sampling_for_each_model_kind():
@@ -101,7 +100,10 @@ def test_decompose_hand_made_example():
     assert float(u.aleatoric) == pytest.approx(math.log(2)) and float(u.epistemic) == pytest.approx(0.0, abs=1e-7)
     # a worked example: p1 = (0.9, 0.1), p2 = (0.5, 0.5) -> mean (0.7, 0.3)
     probs = torch.tensor([[[0.9, 0.1]], [[0.5, 0.5]]], dtype=torch.float64)
-    h = lambda p: -sum(x * math.log(x) for x in p)
+
+    def h(p):
+        return -sum(x * math.log(x) for x in p)
+
     u = decompose(probs)
     assert float(u.total) == pytest.approx(h([0.7, 0.3]))
     assert float(u.aleatoric) == pytest.approx((h([0.9, 0.1]) + h([0.5, 0.5])) / 2)

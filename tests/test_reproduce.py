@@ -37,7 +37,9 @@ def test_every_experiment_runs_at_its_smallest_setting(name, fast_embedded, tmp_
         for label in ("magnitude", "bbb snr"):
             matched = rows[f"{label}, matched accuracy"]
             assert matched["error %"] <= rows["svdo"]["error %"] or matched["fraction removed"] == 0.0
-            assert rows[f"{label}, matched compression"]["compression"] == pytest.approx(rows["svdo"]["compression"], rel=0.02)
+            assert rows[f"{label}, matched compression"]["compression"] == pytest.approx(
+                rows["svdo"]["compression"], rel=0.02
+            )
     if name == "sgld-sa":
         methods = {row["method"] for row in result["ours"]["rows"]}
         assert methods == {"sgld", "sghmc", "sgld-sa"}

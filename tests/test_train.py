@@ -22,7 +22,9 @@ def test_fit_reduces_loss_on_a_plain_model():
     assert all(k == 0.0 for k in history["kl"]), "a plain network has KL 0"
     assert history[-1]["elbo"] == pytest.approx(-history[-1]["nll"])
     assert history["test_acc"][-1] > 0.95 and history["test_acc"][-1] > before["accuracy"]
-    assert {"epoch", "nll", "kl", "elbo", "loss", "train_acc", "test_nll", "test_acc", "seconds", "lr"} <= set(history.keys())
+    assert {"epoch", "nll", "kl", "elbo", "loss", "train_acc", "test_nll", "test_acc", "seconds", "lr"} <= set(
+        history.keys()
+    )
 
 
 def test_fit_uses_the_elbo_convention():

@@ -36,7 +36,9 @@ def test_plot_weights_leaves_exactly_the_pruned_weights_empty():
     shown = fig.axes[0].images[0].get_array()
     assert shown.shape == (100, 100)
     np.testing.assert_array_equal(np.ma.getmaskarray(shown) | np.isnan(np.ma.getdata(shown)), ~mask[:100, :100])
-    np.testing.assert_allclose(np.ma.getdata(shown)[mask[:100, :100]], layer.weight.detach().numpy()[:100, :100][mask[:100, :100]])
+    np.testing.assert_allclose(
+        np.ma.getdata(shown)[mask[:100, :100]], layer.weight.detach().numpy()[:100, :100][mask[:100, :100]]
+    )
     assert fig.axes[0].get_title() == "t"
 
 
@@ -264,7 +266,8 @@ def test_experiment_figure_shows_error_and_compression_per_epoch():
     compression_ax = fig.axes[3]  # the twin axis
     np.testing.assert_allclose(compression_ax.lines[0].get_ydata(), [10.0 * e for e in range(1, 6)])
     assert error_ax.get_title() == "final error 5.00 % · compression 50.0×"
-    assert [round(p.get_height(), 6) for p in bars_ax.patches] == [round(r["sparsity"], 6) for r in bt.sparsity.sparsity_table(nn.Sequential(layer))]
+    table = bt.sparsity.sparsity_table(nn.Sequential(layer))
+    assert [round(p.get_height(), 6) for p in bars_ax.patches] == [round(r["sparsity"], 6) for r in table]
     traces = viz.experiment_figure("sgld", History([{"epoch": 1, "sigma": 1.0, "beta1": 3.0}]), None)
     assert len(traces.axes) == 1 and [line.get_label() for line in traces.axes[0].lines] == ["sigma", "beta1"]
 

@@ -265,7 +265,9 @@ def load_mnist(split: str = "train", root=None, download: bool | None = None, su
     if found is not None:
         images, labels = read_idx(found[0]), read_idx(found[1])
         if len(images) != len(labels):
-            raise MNISTFileError(f"{found[0]} holds {len(images)} images but {found[1]} holds {len(labels)} labels. {_FIX}")
+            raise MNISTFileError(
+                f"{found[0]} holds {len(images)} images but {found[1]} holds {len(labels)} labels. {_FIX}"
+            )
     else:
         data = _embedded()
         images, labels = data[f"{split}_images"], data[f"{split}_labels"]

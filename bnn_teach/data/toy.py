@@ -94,7 +94,9 @@ def large_p_small_n(n: int = 100, p: int = 1000, noise_var: float = 3.0, correla
         raise ValueError(f"correlation must be in [0, 1), got {correlation}")
     gen = torch.Generator().manual_seed(seed)
     beta = torch.zeros(p, dtype=torch.float64)
-    beta[:3] = torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64) + 0.2 * torch.randn(3, generator=gen, dtype=torch.float64)
+    beta[:3] = torch.tensor([3.0, 2.0, 1.0], dtype=torch.float64) + 0.2 * torch.randn(
+        3, generator=gen, dtype=torch.float64
+    )
 
     def draw(rows):
         # AR(1) columns: x_j = rho x_{j-1} + sqrt(1 - rho^2) z_j has Cov(x_i, x_j) = rho^|i-j|.

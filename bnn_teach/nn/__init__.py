@@ -6,9 +6,7 @@ group SparseVD) and :mod:`bnn_teach.nn.base` (modes, ``sampling``, ``kl_divergen
 from bnn_teach.nn.base import BayesianModule, MCDropout, bayesian_modules, kl_divergence, sampling
 from bnn_teach.nn.bbb import BayesConv2d, BayesLinear
 from bnn_teach.nn.convert import FLAVOURS, bayesianize
-from bnn_teach.nn.sparse import (
-    LOG_ALPHA_RANGE, Conv2dARD, Conv2dSVDO, LinearARD, LinearGroupSVDO, LinearSVDO,
-)
+from bnn_teach.nn.sparse import LOG_ALPHA_RANGE, Conv2dARD, Conv2dSVDO, LinearARD, LinearGroupSVDO, LinearSVDO
 
 __all__ = [
     "BayesianModule", "MCDropout", "bayesian_modules", "kl_divergence", "sampling",

@@ -9,11 +9,11 @@ Under ``torch.func`` transforms the layers take the plain path (:func:`use_fused
 """
 from __future__ import annotations
 
+import functools
 import math
 
 import torch
 import torch.nn.functional as F
-import functools
 
 
 def once_differentiable(backward):
@@ -54,7 +54,8 @@ def use_fused(layer) -> bool:
 # ------------------------------------------------------------------ sigma = softplus(rho), once a step
 
 class Softplus(torch.autograd.Function):
-    r""":math:`\sigma = \mathrm{softplus}(\rho)`, whose backward (:math:`\mathrm{sigmoid}(\rho)`) may run more than once.
+    r""":math:`\sigma = \mathrm{softplus}(\rho)`, whose backward (:math:`\mathrm{sigmoid}(\rho)`) may run
+    more than once.
 
     ``rho`` is kept on ``ctx`` rather than saved, so a Bayes by Backprop layer can hand the same ``sigma``
     to its forward pass and to the ``kl()`` of the same step (even when the two are back-propagated
@@ -111,7 +112,8 @@ class LocalReparam(torch.autograd.Function):
         std = layer._op(x_sq, var_w, var_bias).sqrt_()
         noise = torch.randn_like(mean)
         out = torch.addcmul(mean, std, noise)
-        ctx.layer, ctx.from_sigma, ctx.has_mean_b, ctx.has_scale_b = layer, from_sigma, mean_b is not None, scale_b is not None
+        ctx.layer, ctx.from_sigma = layer, from_sigma
+        ctx.has_mean_b, ctx.has_scale_b = mean_b is not None, scale_b is not None
         ctx.save_for_backward(x, x_sq, mean_w, var_w, noise.div_(std), scale_w, scale_b)  # d out/d var = noise/(2 std)
         return out
 

@@ -26,8 +26,8 @@ class BayesianModule(nn.Module):
 
     Every Bayesian weight layer also answers one protocol, which :mod:`bnn_teach.sparsity` and
     :mod:`bnn_teach.viz` use: ``mean_weight()`` and ``mean_bias()`` (what eval mode uses, before
-    pruning), ``set_mean_(weight, bias)`` (copy a trained layer in), ``pruning_score()`` (per weight, high means keep) and ``pruning_mask()`` (the weights
-    eval mode keeps).
+    pruning), ``set_mean_(weight, bias)`` (copy a trained layer in), ``pruning_score()`` (per weight,
+    high means keep) and ``pruning_mask()`` (the weights eval mode keeps).
     """
 
     def __init__(self):

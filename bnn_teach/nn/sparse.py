@@ -5,7 +5,8 @@ Posterior :math:`q(w) = \\mathcal N(\\theta, \\sigma^2)` per weight, parametrise
 :math:`\\log\\alpha = \\log\\sigma^2 - \\log(\\theta^2 + 10^{-8})`, clamped to ``LOG_ALPHA_RANGE = (-8, 8)``
 (the paper's code). Lecture 4 derives them; ``forward`` and ``kl`` below are the lecture's formulas.
 
-- ``train()``: local reparametrization, :math:`B = A\\theta + b + \\sqrt{A^2 (\\alpha\\theta^2) + 10^{-8}} \\odot \\varepsilon`
+- ``train()``: local reparametrization,
+  :math:`B = A\\theta + b + \\sqrt{A^2 (\\alpha\\theta^2) + 10^{-8}} \\odot \\varepsilon`
   (the bias is deterministic and stays out of the variance). With ``train_clip=True`` (the paper's
   code) the mean term already uses the pruned :math:`\\theta`, so the network learns to work without them.
 - ``eval()``: the posterior mean with pruned weights (:math:`\\log\\alpha \\ge` ``threshold``, default 3) set to 0.
@@ -64,7 +65,8 @@ class _SparseVD(BayesianModule):
 
     @property
     def log_alpha(self) -> torch.Tensor:
-        """:math:`\\log\\alpha = \\log\\sigma^2 - \\log\\theta^2`, clamped to ``LOG_ALPHA_RANGE``; shape of ``weight``."""
+        """:math:`\\log\\alpha = \\log\\sigma^2 - \\log\\theta^2`, clamped to ``LOG_ALPHA_RANGE``;
+        shape of ``weight``."""
         return _log_alpha(self, self.weight, self.log_sigma2)
 
     def _step_log_alpha(self, for_kl=False):

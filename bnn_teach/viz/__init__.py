@@ -6,13 +6,34 @@
 - :mod:`~bnn_teach.viz.widgets`: the 1-D regression explorer.
 - :mod:`~bnn_teach.viz.training`: training curves.
 """
-from bnn_teach.viz.mcmc import autocorrelation, effective_sample_size, plot_autocorrelation, plot_samples_2d, plot_traces
+from bnn_teach.viz.mcmc import (
+    autocorrelation,
+    effective_sample_size,
+    plot_autocorrelation,
+    plot_samples_2d,
+    plot_traces,
+)
 from bnn_teach.viz.sparsity import (
-    SparsityRecorder, frame_title, layer_score, plot_conv_filters, plot_frame, plot_input_tiles, plot_log_alpha_hist,
-    plot_mu_sigma, plot_sparsity_bars, plot_weights, save_animation, sparsification_slider,
+    SparsityRecorder,
+    frame_title,
+    layer_score,
+    plot_conv_filters,
+    plot_frame,
+    plot_input_tiles,
+    plot_log_alpha_hist,
+    plot_mu_sigma,
+    plot_sparsity_bars,
+    plot_weights,
+    save_animation,
+    sparsification_slider,
 )
 from bnn_teach.viz.training import experiment_figure, plot_history
-from bnn_teach.viz.uncertainty import plot_certainty_grid, plot_regression_bands, plot_reliability, plot_uncertainty_hist
+from bnn_teach.viz.uncertainty import (
+    plot_certainty_grid,
+    plot_regression_bands,
+    plot_reliability,
+    plot_uncertainty_hist,
+)
 from bnn_teach.viz.widgets import RegressionExplorer, regression_explorer
 
 __all__ = [

@@ -41,18 +41,25 @@ def render_all(out_dir, epochs: int = 8) -> list[Path]:
     Xt, yt = bt.data.load_mnist("test", subset=1000)
     model = bt.models.lenet300("svdo")
     recorder = viz.SparsityRecorder()
-    history = bt.train.fit(model, (X, y), epochs, torch.optim.Adam(model.parameters(), 1e-3), test_data=(Xt, yt),
-                           kl_weight=bt.objectives.linear_warmup(max(1, epochs // 2)), callbacks=[recorder], progress=False)
+    history = bt.train.fit(
+        model,
+        (X, y),
+        epochs,
+        torch.optim.Adam(model.parameters(), 1e-3),
+        test_data=(Xt, yt),
+        kl_weight=bt.objectives.linear_warmup(max(1, epochs // 2)),
+        callbacks=[recorder],
+        progress=False,
+    )
     first = model.fc1
     save(viz.plot_history(history), "history")
     save(viz.plot_frame(recorder, len(recorder.frames) - 1, "fc1"), "weights_patch")
+    title = viz.frame_title(epochs, bt.sparsity.compression_ratio(model), history[-1]["test_acc"])
     save(viz.plot_input_tiles(first.weight.detach().numpy(), bt.sparsity.weight_mask(first).numpy(),
-                              num_units=36 if small else 100,
-                              title=viz.frame_title(epochs, bt.sparsity.compression_ratio(model), history[-1]["test_acc"])),
-         "input_tiles")
+                              num_units=36 if small else 100, title=title), "input_tiles")
     conv = bt.models.lenet5("svdo")
-    save(viz.plot_conv_filters(conv.conv2.weight.detach().numpy()[:12, :8], bt.sparsity.weight_mask(conv.conv2).numpy()[:12, :8],
-                               title="LeNet-5 conv2 filters (untrained)"), "conv_filters")
+    kernels, kept = conv.conv2.weight.detach().numpy()[:12, :8], bt.sparsity.weight_mask(conv.conv2).numpy()[:12, :8]
+    save(viz.plot_conv_filters(kernels, kept, title="LeNet-5 conv2 filters (untrained)"), "conv_filters")
     save(viz.plot_mu_sigma(model.fc2), "mu_sigma")
     save(viz.plot_log_alpha_hist(model), "log_alpha_hist")
     tables = {"SparseVD": bt.sparsity.sparsity_table(model),

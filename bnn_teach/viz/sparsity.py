@@ -120,7 +120,9 @@ def plot_weights(weight, mask, ax=None, title=None, patch: int | None = 100):
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4, 4))
     w = _masked(weight, mask)
     if w.ndim != 2:
-        raise ValueError(f"plot_weights takes a (out, in) matrix, got shape {w.shape}; use plot_conv_filters for kernels")
+        raise ValueError(
+            f"plot_weights takes a (out, in) matrix, got shape {w.shape}; use plot_conv_filters for kernels"
+        )
     if patch is not None:
         w = w[:patch, :patch]
     _imshow(ax, w)
@@ -179,7 +181,8 @@ def plot_frame(recorder: SparsityRecorder, frame: int, layer: str, patch: int | 
     title = frame_title(info["epoch"], info["compression"], info["accuracy"])
     if score.ndim == 4:
         return plot_conv_filters(score, mask, title=title)
-    return plot_weights(score.reshape(score.shape[0], -1), mask.reshape(mask.shape[0], -1), ax=ax, title=title, patch=patch)
+    return plot_weights(score.reshape(score.shape[0], -1), mask.reshape(mask.shape[0], -1), ax=ax, title=title,
+                        patch=patch)
 
 
 def sparsification_slider(recorder: SparsityRecorder, layer: str | None = None, patch: int | None = 100):

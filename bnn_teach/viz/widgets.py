@@ -29,8 +29,9 @@ class RegressionExplorer:
     :meth:`update` refits and redraws; :meth:`widget` wires ipywidgets sliders to it (``observe``).
     The network predicts a mean and a log noise variance, so the bands split into aleatoric and epistemic.
     ``kl_weight`` starts at 0.2: with the full ELBO (1.0) on 120 points the prior dominates and the fit is
-    nearly flat, which moving the slider to 1 shows. Its layers sample weights (``local_reparam=False``): each Monte Carlo sample is one whole function,
-    so the predictive mean is smooth in ``x`` (the LRT would draw independent noise per input).
+    nearly flat, which moving the slider to 1 shows. Its layers sample weights (``local_reparam=False``):
+    each Monte Carlo sample is one whole function, so the predictive mean is smooth in ``x`` (the LRT
+    would draw independent noise per input).
     """
 
     def __init__(self, X=None, y=None, prior_sigma=1.0, kl_weight=0.2, num_samples=100, dropout=0.0,
@@ -87,10 +88,18 @@ class RegressionExplorer:
         except ImportError:  # pragma: no cover - ipywidgets is a dependency
             return self.figure
         sliders = {
-            "prior_sigma": widgets.FloatLogSlider(value=self.values["prior_sigma"], base=10, min=-2, max=1, description="prior σ"),
-            "kl_weight": widgets.FloatSlider(value=self.values["kl_weight"], min=0.0, max=2.0, step=0.1, description="KL weight"),
-            "num_samples": widgets.IntSlider(value=self.values["num_samples"], min=1, max=200, description="MC samples"),
-            "dropout": widgets.FloatSlider(value=self.values["dropout"], min=0.0, max=0.9, step=0.05, description="dropout"),
+            "prior_sigma": widgets.FloatLogSlider(
+                value=self.values["prior_sigma"], base=10, min=-2, max=1, description="prior σ"
+            ),
+            "kl_weight": widgets.FloatSlider(
+                value=self.values["kl_weight"], min=0.0, max=2.0, step=0.1, description="KL weight"
+            ),
+            "num_samples": widgets.IntSlider(
+                value=self.values["num_samples"], min=1, max=200, description="MC samples"
+            ),
+            "dropout": widgets.FloatSlider(
+                value=self.values["dropout"], min=0.0, max=0.9, step=0.05, description="dropout"
+            ),
         }
         for name, slider in sliders.items():
             slider.continuous_update = False
