@@ -72,8 +72,11 @@ def plot_autocorrelation(samples: dict, max_lag: int = 100, ax=None):
     return fig
 
 
-def plot_samples_2d(samples, log_density=None, extent=None, grid: int = 120, ax=None):
-    """2-D samples (S, 2) as points over the contours of an (unnormalised) ``log_density(points (M, 2)) -> (M,)``."""
+def plot_samples_2d(samples, log_density=None, extent=None, grid: int = 120, ax=None, title=None):
+    """2-D samples (S, 2) as points over the contours of an (unnormalised) ``log_density(points (M, 2)) -> (M,)``.
+
+    The contours are drawn at 10 %, 30 %, 50 %, 70 % and 90 % of the density's peak in ``extent``.
+    """
     import matplotlib.pyplot as plt
 
     s = samples.detach().cpu().numpy() if isinstance(samples, torch.Tensor) else np.asarray(samples)
@@ -89,8 +92,12 @@ def plot_samples_2d(samples, log_density=None, extent=None, grid: int = 120, ax=
         gx, gy = np.meshgrid(xs, ys)
         pts = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float64)
         logp = log_density(pts).detach().cpu().numpy().reshape(grid, grid)
-        ax.contour(gx, gy, np.exp(logp - logp.max()), levels=8, cmap="viridis")
-    ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.3, color="tab:red")
+        contours = ax.contour(gx, gy, np.exp(logp - logp.max()), levels=[0.1, 0.3, 0.5, 0.7, 0.9], cmap="viridis")
+        ax.plot([], [], color=contours.get_cmap()(0.5), label="density: 10, 30, ..., 90 % of its peak")
+    ax.scatter(s[:, 0], s[:, 1], s=3, alpha=0.3, color="tab:red", label=f"{len(s)} samples")
     ax.set_xlabel("θ1")
     ax.set_ylabel("θ2")
+    ax.legend(fontsize=7, loc="upper right")
+    if title:
+        ax.set_title(title, fontsize=9)
     return fig

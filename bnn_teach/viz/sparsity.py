@@ -279,10 +279,12 @@ def plot_log_alpha_hist(model, bins: int = 60):
         raise ValueError("the model has no SparseVD/ARD layers")
     fig, axes = plt.subplots(1, len(layers), figsize=(3.2 * len(layers), 2.8), squeeze=False)
     for ax, (name, layer) in zip(axes.flat, layers):
-        ax.hist(layer.log_alpha.detach().flatten().cpu().numpy(), bins=bins)
-        ax.axvline(layer.threshold, color="k", ls="--")
+        ax.hist(layer.log_alpha.detach().flatten().cpu().numpy(), bins=bins, label="weights")
+        ax.axvline(layer.threshold, color="k", ls="--", label=f"threshold log α = {layer.threshold:g}")
         ax.set_title(f"layer {name}")
         ax.set_xlabel("log α")
+        ax.set_ylabel("number of weights")
+        ax.legend(fontsize=7)
     return fig
 
 
