@@ -16,6 +16,9 @@ DOCTEST_MODULES = [
     "bnn_teach.metrics",      # accuracy, nll, brier, ece, reliability_bins, auroc
     "bnn_teach.sgmcmc",       # SGLD, SGHMC, SampleCollector
     "bnn_teach.priors",       # ScaleMixturePrior
+    "bnn_teach.nn.bbb",       # BayesLinear, BayesConv2d
+    "bnn_teach.nn.sparse",    # LinearSVDO
+    "bnn_teach.kl",           # normal_normal
 ]
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
