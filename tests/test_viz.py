@@ -277,3 +277,14 @@ def test_unknown_layer_names_the_recorded_ones(recorded, tmp_path):
     with pytest.raises(KeyError, match="recorded layers: fc1, fc2, fc3"):
         viz.save_animation(recorder, tmp_path / "a.gif", layer="3")
     assert not (tmp_path / "a.gif").exists()
+
+
+def test_regression_explorer_epistemic_band_widens_off_the_data():
+    """The lesson the explorer's picture claims: far from the data the model knows less."""
+    explorer = bt.viz.RegressionExplorer()
+    x = explorer.x_grid
+    epistemic_sd = explorer.prediction["epistemic"].sqrt().reshape(-1)
+    near_data = torch.cdist(x, explorer.X).min(1).values < 0.1
+    far = x.reshape(-1).abs() > 6  # the data lie in [-4, 4]
+    ratio = float(epistemic_sd[far].mean() / epistemic_sd[near_data].mean())
+    assert ratio > 3.0, f"the epistemic band is only {ratio:.2f}x wider off the data than on it"

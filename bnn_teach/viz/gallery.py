@@ -75,7 +75,7 @@ def render_all(out_dir, epochs: int = 8) -> list[Path]:
     save(viz.plot_uncertainty_hist(probs, bt.predict.mc_predict(model, noise, num_samples=10), "total"), "in_vs_out")
     save(viz.plot_certainty_grid(Xt, probs, k=5), "certainty_grid")
 
-    explorer = viz.RegressionExplorer(num_epochs=50 if small else 150, dropout=0.1)
+    explorer = viz.RegressionExplorer(num_epochs=100 if small else 300)
     save(explorer.figure, "regression_explorer")
 
     # SGLD on Welling & Teh's mixture, over the exact (unnormalised) posterior

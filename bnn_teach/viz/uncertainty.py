@@ -14,9 +14,14 @@ def _np(t):
     return t.detach().cpu().numpy() if isinstance(t, torch.Tensor) else np.asarray(t)
 
 
-def plot_regression_bands(x_grid, prediction: dict, X_train=None, y_train=None, ax=None, num_std: float = 2.0):
+def plot_regression_bands(x_grid, prediction: dict, X_train=None, y_train=None, ax=None, num_std: float = 2.0,
+                          ylim=None):
     """Predictive mean with two bands of ``num_std`` standard deviations: the epistemic part alone
     (inner) and the total, epistemic + aleatoric (outer), and the training data.
+
+    ``ylim`` defaults to the training targets' range widened by that range on each side, so a band
+    that grows without bound far from the data (a predicted noise variance extrapolated) runs off the
+    picture instead of flattening everything else.
 
     ``prediction`` is :func:`bnn_teach.predict.predictive_regression`'s dict (``mean``, ``aleatoric``, ``epistemic``).
     """
@@ -33,7 +38,13 @@ def plot_regression_bands(x_grid, prediction: dict, X_train=None, y_train=None, 
                     label=f"±{num_std:g} sd epistemic")
     ax.plot(x, mean, color="k", lw=1.5, label="predictive mean")
     if X_train is not None:
-        ax.scatter(_np(X_train).reshape(-1), _np(y_train).reshape(-1), s=6, color="k", alpha=0.6, label="training data")
+        targets = _np(y_train).reshape(-1)
+        ax.scatter(_np(X_train).reshape(-1), targets, s=6, color="k", alpha=0.6, label="training data")
+        if ylim is None:
+            span = float(targets.max() - targets.min()) or 1.0
+            ylim = (float(targets.min()) - span, float(targets.max()) + span)
+    if ylim is not None:
+        ax.set_ylim(*ylim)
     ax.legend(fontsize=7, loc="best")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
