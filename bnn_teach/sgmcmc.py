@@ -22,7 +22,7 @@ from torch import nn
 from torch.optim import Optimizer
 from torch.optim.lr_scheduler import LambdaLR
 
-from bnn_teach._checks import check_positive
+from bnn_teach._checks import check_positive, model_device
 
 __all__ = ["SGLD", "SGHMC", "SGLDSA", "CyclicalLR", "SampleCollector", "SampleEnsemble"]
 
@@ -232,7 +232,7 @@ class SampleEnsemble(nn.Module):
         return len(self.samples)
 
     def members(self):
-        device = next(self.model.parameters()).device
+        device = model_device(self.model)
         for state in self.samples:
             self.model.load_state_dict({k: v.to(device) for k, v in state.items()})
             yield self.model
