@@ -17,7 +17,7 @@ STAMP      := $(VENV)/.bnn_teach-installed
 RUN        := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
-.PHONY: setup lab test check clean peers
+.PHONY: setup lab test check clean peers notebooks
 
 setup: $(STAMP)
 
@@ -29,6 +29,10 @@ $(STAMP): pyproject.toml
 
 check: setup
 	$(RUN) $(VENV)/bin/bnn-teach check
+
+# Each lectures/*.py and solutions/*.py (jupytext py:percent) writes the .ipynb beside it, without outputs.
+notebooks: setup
+	$(RUN) $(VENV)/bin/bnn-teach notebooks
 
 lab: setup
 	$(RUN) $(VENV)/bin/bnn-teach check --course

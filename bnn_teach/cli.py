@@ -151,6 +151,16 @@ def build_parser() -> argparse.ArgumentParser:
     reproduce.add_parser(sub)
     p_gallery = sub.add_parser("gallery", help="render every bnn_teach.viz figure to PNG files in a folder")
     p_gallery.add_argument("out_dir")
+    targets = "lectures, solutions, folders or notebook sources (default: lectures and solutions)"
+    p_notebooks = sub.add_parser("notebooks", help="write each .ipynb from its py:percent source (make notebooks)")
+    p_notebooks.add_argument("targets", nargs="*", help=targets)
+    p_notebooks.add_argument("--check", action="store_true",
+                             help="write nothing; fail if a .ipynb is missing or differs from its source")
+    p_run = sub.add_parser("run", help="execute notebooks headless and print their times and status")
+    p_run.add_argument("targets", nargs="*", help=targets)
+    p_run.add_argument("--fast", action="store_true", help="BNN_TEACH_FAST=1: small data and epochs, same code")
+    p_run.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default 600)")
+    p_run.add_argument("--no-progress", action="store_true", help="no progress bar")
     return parser
 
 
@@ -168,7 +178,38 @@ def _run(args) -> int:
         from bnn_teach.viz.gallery import main as gallery_main
 
         return gallery_main([args.out_dir])
+    if args.command in ("notebooks", "run"):
+        return _notebooks(args)
     raise reproduce.UsageError(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
+
+
+def _notebooks(args) -> int:
+    from bnn_teach import notebooks
+    from bnn_teach.reproduce import UsageError
+
+    try:
+        found = notebooks.sources(args.targets)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    if not found:
+        print(f"bnn-teach {args.command}: no notebook sources in {', '.join(args.targets or notebooks.FOLDERS)}")
+        return 0
+    if args.command == "notebooks" and args.check:
+        out_of_date = notebooks.stale(found)
+        for path in out_of_date:
+            print(f"{path} differs from its source {path.with_suffix('.py').name}")
+        if out_of_date:
+            print("run `make notebooks` and commit the .ipynb files", file=sys.stderr)
+        return 1 if out_of_date else 0
+    if args.command == "notebooks":
+        for path in notebooks.sync(found):
+            print(f"wrote {path}")
+        return 0
+    if args.timeout <= 0:
+        raise UsageError(f"--timeout: must be a positive number of seconds, got {args.timeout}")
+    results = notebooks.run_notebooks(found, fast=args.fast, timeout=args.timeout, progress=not args.no_progress)
+    print(notebooks.format_results(results))
+    return 0 if all(r.status == "ok" for r in results) else 1
 
 
 def main(argv=None) -> int:
