@@ -13,6 +13,7 @@ from bnn_teach import (  # noqa: F401
     objectives,
     predict,
     priors,
+    selfcheck,
     sgmcmc,
     sparsity,
     train,

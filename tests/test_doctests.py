@@ -19,6 +19,7 @@ DOCTEST_MODULES = [
     "bnn_teach.nn.bbb",       # BayesLinear, BayesConv2d
     "bnn_teach.nn.sparse",    # LinearSVDO
     "bnn_teach.kl",           # normal_normal
+    "bnn_teach.selfcheck",    # number
 ]
 OPTIONS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
