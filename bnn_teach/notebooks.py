@@ -20,6 +20,7 @@ __all__ = ["FOLDERS", "sources", "generate", "stale", "sync", "run_notebooks", "
 FOLDERS = ("lectures", "solutions")  # the folders whose .py files are notebook sources
 KERNEL = "python3"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_QUIET = ["--IPKernelApp.log_level=ERROR"]  # no kernel start-up warnings (e.g. "running over TCP") in the report
 
 
 def _root() -> Path:
@@ -120,10 +121,12 @@ def _failure(err, notebook) -> str:
     from nbclient.exceptions import CellExecutionError
 
     if isinstance(err, CellExecutionError):
-        cell = next((c for c in notebook.cells if c.cell_type == "code" and any(
-            o.get("output_type") == "error" for o in c.get("outputs", []))), None)
-        where = "" if cell is None else f"cell {notebook.cells.index(cell) + 1}:\n{cell.source}\n\n"
-        return where + _ANSI.sub("", str(err)).strip()
+        for number, cell in enumerate(notebook.cells, 1):
+            error = next((o for o in cell.get("outputs", []) if o.get("output_type") == "error"), None)
+            if cell.cell_type == "code" and error is not None:
+                traceback = _ANSI.sub("", "\n".join(error.get("traceback", []))).strip()
+                return f"cell {number}:\n{cell.source}\n\n{traceback or f'{error.ename}: {error.evalue}'}"
+        return _ANSI.sub("", str(err)).strip()
     return f"{type(err).__name__}: {err}"
 
 
@@ -141,7 +144,7 @@ def run_notebooks(targets=None, fast: bool = False, timeout: int = 600, progress
     env = {"MPLBACKEND": "Agg", **({"BNN_TEACH_FAST": "1"} if fast else {})}
     for source in tqdm(paths, desc="notebooks", unit="notebook", disable=not progress or not paths):
         notebook = jupytext.read(source, fmt="py:percent")
-        client = NotebookClient(notebook, kernel_name=KERNEL, timeout=timeout,
+        client = NotebookClient(notebook, kernel_name=KERNEL, timeout=timeout, extra_arguments=_QUIET,
                                 resources={"metadata": {"path": str(source.parent)}})
         start = time.perf_counter()
         try:

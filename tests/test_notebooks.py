@@ -78,6 +78,7 @@ def test_run_reports_each_notebook_and_the_failing_cell(tmp_path, capsys):
     assert table[1].endswith("ok") and "a_passes.py" in table[1]
     assert table[2].endswith("failed") and "b_fails.py" in table[2]
     assert "cell 2:" in out and "y = x / 0" in out and "ZeroDivisionError" in out
+    assert "An error occurred while executing" not in out, "the failing cell once, then its traceback"
     assert "\x1b[" not in out, "no terminal colour codes in the report"
 
 
