@@ -2,7 +2,9 @@
 
     bnn-teach gallery OUT_DIR        (or: python -m bnn_teach.viz.gallery OUT_DIR)
 
-Small, seeded inputs (the embedded MNIST subset, toy data), about half a minute on a laptop CPU.
+Small, seeded inputs (the embedded MNIST subset, toy data): 204 s on the 2-core build machine on a
+day it ran 2–3× slower than usual, most of it the SparseVD fit and the 40,000 SGLD steps;
+``BNN_TEACH_FAST=1`` shrinks both.
 """
 from __future__ import annotations
 
@@ -88,8 +90,9 @@ def render_all(out_dir, epochs: int = 8) -> list[Path]:
         ll = torch.logaddexp(-(x - t1) ** 2 / 4, -(x - t1 - t2) ** 2 / 4).sum(1)
         return ll - t1[:, 0] ** 2 / 20 - t2[:, 0] ** 2 / 2
 
-    # one chain, mini-batches of 10, every 10th step kept after 2,000 steps of burn-in: it visits
-    # both modes many times (ESS in the trace titles), and its samples sit where the density is high
+    # one chain, mini-batches of 10, every 10th step kept after 2,000 steps of burn-in: it travels the
+    # whole ridge between the mixture's two explanations many times (ESS in the trace titles); with a
+    # finite step size its samples spread a little wider than the exact posterior's contours
     theta = torch.zeros(1, 2, requires_grad=True)
     opt = bt.sgmcmc.SGLD([theta], lr=5e-3, num_data=100)
     chain = []
@@ -104,7 +107,7 @@ def render_all(out_dir, epochs: int = 8) -> list[Path]:
             chain.append(theta.detach()[0].clone())
     chain = torch.stack(chain)
     save(viz.plot_samples_2d(chain, log_post, extent=(-1.5, 2.5, -3, 3),
-                             title="SGLD on Welling & Teh's two-mode posterior"), "sgld_mixture")
+                             title="SGLD on Welling & Teh's mixture: posterior of (θ1, θ2)"), "sgld_mixture")
     save(viz.plot_traces({"theta1": chain[:, 0], "theta2": chain[:, 1]}), "traces")
     save(viz.plot_autocorrelation({"theta1": chain[:, 0], "theta2": chain[:, 1]}), "autocorrelation")
     return written
