@@ -17,12 +17,14 @@ import torch
 __all__ = ["render_all"]
 
 
-def render_all(out_dir, epochs: int = 8) -> list[Path]:
-    """Write one PNG per figure (and the sparsification GIF) into ``out_dir``; returns the paths."""
+def render_all(out_dir, epochs: int = 8, progress: bool = False) -> list[Path]:
+    """Write one PNG per figure (and the sparsification GIF) into ``out_dir``; returns the paths.
+    With ``progress``: a bar for each long step, and each file's path as it is written."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from tqdm.auto import tqdm
 
     import bnn_teach as bt
     from bnn_teach import viz
@@ -36,6 +38,8 @@ def render_all(out_dir, epochs: int = 8) -> list[Path]:
         fig.savefig(path, dpi=90, bbox_inches="tight")
         plt.close(fig)
         written.append(path)
+        if progress:
+            print(path, flush=True)
 
     small = bt.utils.fast_mode()  # CI: fewer tiles and sampler steps, the same figures
     bt.utils.set_seed(0)
@@ -51,7 +55,7 @@ def render_all(out_dir, epochs: int = 8) -> list[Path]:
         test_data=(Xt, yt),
         kl_weight=bt.objectives.linear_warmup(max(1, epochs // 2)),
         callbacks=[recorder],
-        progress=False,
+        progress=progress,
     )
     first = model.fc1
     save(viz.plot_history(history), "history")
@@ -69,6 +73,8 @@ def render_all(out_dir, epochs: int = 8) -> list[Path]:
                   bt.sparsity.prune(model, "magnitude", fraction=1 - 1 / bt.sparsity.compression_ratio(model)))}
     save(viz.plot_sparsity_bars(tables), "sparsity_bars")
     written.append(Path(viz.save_animation(recorder, out / "sparsification.gif", layer="fc2")))
+    if progress:
+        print(written[-1], flush=True)
     save(viz.experiment_figure("sparsevd-lenet300 (gallery)", history, model), "experiment")
 
     probs = bt.predict.mc_predict(model, Xt, num_samples=10)
@@ -96,7 +102,7 @@ def render_all(out_dir, epochs: int = 8) -> list[Path]:
     theta = torch.zeros(1, 2, requires_grad=True)
     opt = bt.sgmcmc.SGLD([theta], lr=5e-3, num_data=100)
     chain = []
-    for step in range(10_000 if small else 40_000):
+    for step in tqdm(range(10_000 if small else 40_000), desc="SGLD chain", unit="step", disable=not progress):
         batch = data[torch.randint(0, 100, (10,))]
         t1, t2 = theta[:, :1], theta[:, 1:]
         nll = -torch.logaddexp(-(batch - t1) ** 2 / 4, -(batch - t1 - t2) ** 2 / 4).mean()
@@ -118,8 +124,7 @@ def main(argv=None) -> int:
     if len(argv) != 1:
         print("usage: bnn-teach gallery OUT_DIR", file=sys.stderr)
         return 2
-    for path in render_all(argv[0]):
-        print(path)
+    render_all(argv[0], progress=True)
     return 0
 
 
