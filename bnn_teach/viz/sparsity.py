@@ -285,10 +285,11 @@ def plot_log_alpha_hist(model, bins: int = 60):
         ax.set_xlabel("log α")
         ax.set_ylabel("number of weights")
         ax.legend(fontsize=7)
+    fig.tight_layout()
     return fig
 
 
-def plot_sparsity_bars(tables: dict, ax=None):
+def plot_sparsity_bars(tables: dict, ax=None, title: str = "Weights removed per layer"):
     """Grouped bars of per-layer sparsity (%) for several methods: ``{"SparseVD": sparsity_table(m), ...}``."""
     plt = _plt()
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.2))
@@ -299,7 +300,8 @@ def plot_sparsity_bars(tables: dict, ax=None):
         values = [row["sparsity"] for row in tables[method]]
         ax.bar(np.arange(len(layers)) + i * width, values, width, label=method)
     ax.set_xticks(np.arange(len(layers)) + 0.4 - width / 2, [f"layer {n}" for n in layers])
-    ax.set_ylabel("sparsity %")
+    ax.set_ylabel("sparsity (% of the layer's weights)")
     ax.set_ylim(0, 100)
+    ax.set_title(title)
     ax.legend(fontsize=8)
     return fig

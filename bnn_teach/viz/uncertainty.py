@@ -85,7 +85,8 @@ def plot_uncertainty_hist(probs_in, probs_out, kind: str = "epistemic", bins: in
     scores = torch.cat([u_in, u_out]).cpu()
     labels = torch.cat([torch.zeros(len(u_in)), torch.ones(len(u_out))])
     ax.set_title(f"{kind} uncertainty · AUROC {_metrics.auroc(scores, labels):.3f}")
-    ax.set_xlabel("nats")
+    ax.set_xlabel(f"{kind} uncertainty of the predictive distribution (nats)")
+    ax.set_ylabel("density")
     ax.legend(fontsize=8)
     return fig
 
