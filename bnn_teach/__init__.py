@@ -6,6 +6,7 @@
 """
 from bnn_teach import (  # noqa: F401
     data,
+    diagnostics,
     kl,
     metrics,
     models,
