@@ -22,6 +22,7 @@ from bnn_teach import (  # noqa: F401
     train,
     uncertainty,
     utils,
+    vi,
     viz,
 )
 

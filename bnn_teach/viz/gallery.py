@@ -83,6 +83,12 @@ def render_all(out_dir, epochs: int = 8, progress: bool = False) -> list[Path]:
     save(viz.plot_uncertainty_hist(probs, bt.predict.mc_predict(model, noise, num_samples=10), "total"), "in_vs_out")
     save(viz.plot_certainty_grid(Xt, probs, k=5), "certainty_grid")
 
+    target = bt.vi.mixture_target()
+    fits = {"KL(q || p), from 0.5": bt.vi.fit_gaussian(target, "reverse", init_mean=0.5),
+            "KL(q || p), from -0.5": bt.vi.fit_gaussian(target, "reverse", init_mean=-0.5),
+            "KL(p || q)": bt.vi.fit_gaussian(target, "forward")}
+    save(viz.plot_gaussian_fits(target, fits), "gaussian_fits")
+
     explorer = viz.RegressionExplorer(num_epochs=100 if small else 300)
     save(explorer.figure, "regression_explorer")
 

@@ -7,7 +7,9 @@ import torch
 from bnn_teach import metrics as _metrics
 from bnn_teach.uncertainty import decompose
 
-__all__ = ["plot_regression_bands", "plot_reliability", "plot_uncertainty_hist", "plot_certainty_grid"]
+__all__ = [
+    "plot_regression_bands", "plot_reliability", "plot_uncertainty_hist", "plot_certainty_grid", "plot_gaussian_fits",
+]
 
 
 def _np(t):
@@ -112,4 +114,27 @@ def plot_certainty_grid(X, probs, k: int = 5):
             bar_ax.set_xticks(range(mean.shape[-1]))
             bar_ax.tick_params(labelsize=6)
     fig.tight_layout()
+    return fig
+
+
+def plot_gaussian_fits(target, fits: dict, extent=(-5.0, 5.0), ax=None):
+    """A 1-D target density and Gaussian approximations of it: ``fits = {"KL(q || p)": (m, s), ...}``
+    (e.g. from :func:`bnn_teach.vi.fit_gaussian`). Each Gaussian is drawn with its mean marked."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.2))
+    x = torch.linspace(float(extent[0]), float(extent[1]), 400, dtype=torch.float64)
+    target_density = target.log_prob(x).exp()
+    ax.fill_between(_np(x), _np(target_density), color="0.8", label="target p")
+    top = float(target_density.max())
+    for (label, (mean, std)), color in zip(fits.items(), ["tab:blue", "tab:orange", "tab:green", "tab:red"]):
+        density = torch.distributions.Normal(float(mean), float(std)).log_prob(x).exp()
+        ax.plot(_np(x), _np(density), color=color, lw=2, label=f"{label}: mean {mean:.2f}, sd {std:.2f}")
+        ax.axvline(float(mean), color=color, ls=":", lw=1)
+        top = max(top, float(density.max()))
+    ax.set_ylim(0, 1.45 * top)  # room for the legend above the curves
+    ax.set_xlabel("w")
+    ax.set_ylabel("density")
+    ax.set_title("Gaussian fits to a two-mode target")
+    ax.legend(fontsize=7, loc="upper right")
     return fig
