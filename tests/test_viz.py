@@ -288,3 +288,39 @@ def test_regression_explorer_epistemic_band_widens_off_the_data():
     far = x.reshape(-1).abs() > 6  # the data lie in [-4, 4]
     ratio = float(epistemic_sd[far].mean() / epistemic_sd[near_data].mean())
     assert ratio > 3.0, f"the epistemic band is only {ratio:.2f}x wider off the data than on it"
+
+
+@pytest.fixture(scope="module")
+def moons_bbb():
+    X, y = bt.data.two_moons(200, noise=0.1, seed=0)
+    torch.manual_seed(0)
+    model = nn.Sequential(bt.nn.BayesLinear(2, 32), nn.ReLU(), bt.nn.BayesLinear(32, 2))
+    fit(model, (X, y), 150, torch.optim.Adam(model.parameters(), 1e-2), batch_size=50, progress=False)
+    return model, X, y
+
+
+def test_uncertainty_map_shows_the_computed_grid(moons_bbb):
+    model, X, y = moons_bbb
+    torch.manual_seed(3)
+    fig = viz.plot_uncertainty_map(model, X, y, "epistemic", num_samples=20, grid=30)
+    torch.manual_seed(3)
+    xs, ys, values = viz.uncertainty_grid(model, X, "epistemic", num_samples=20, grid=30)
+    ax = fig.axes[0]
+    np.testing.assert_allclose(ax.images[0].get_array(), values.numpy())
+    assert ax.images[0].get_extent() == pytest.approx([float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1])])
+    assert fig.axes[1].get_ylabel() == "epistemic uncertainty (nats)"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["class 0", "class 1"]
+    with pytest.raises(ValueError, match="2-D inputs"):
+        viz.uncertainty_grid(model, torch.zeros(5, 3))
+
+
+def test_two_moons_epistemic_uncertainty_is_higher_away_from_the_data(moons_bbb):
+    """Lecture 1's map: on average the model knows less away from the training points (most of all where
+    the classes' boundary runs on beyond the data; a ReLU network stays confident far out on either side)."""
+    model, X, _ = moons_bbb
+    torch.manual_seed(4)
+    xs, ys, values = viz.uncertainty_grid(model, X, "epistemic", num_samples=50, grid=40, margin=2.0)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    distance = torch.cdist(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1), X).min(1).values.reshape(40, 40)
+    near, far = values[distance < 0.2].mean(), values[distance > 1.5].mean()
+    assert far > 1.3 * near, (float(far), float(near))

@@ -83,6 +83,11 @@ def render_all(out_dir, epochs: int = 8, progress: bool = False) -> list[Path]:
     save(viz.plot_uncertainty_hist(probs, bt.predict.mc_predict(model, noise, num_samples=10), "total"), "in_vs_out")
     save(viz.plot_certainty_grid(Xt, probs, k=5), "certainty_grid")
 
+    Xm, ym = bt.data.two_moons(200, noise=0.1, seed=0)
+    moons = torch.nn.Sequential(bt.nn.BayesLinear(2, 32), torch.nn.ReLU(), bt.nn.BayesLinear(32, 2))
+    bt.train.fit(moons, (Xm, ym), 150, torch.optim.Adam(moons.parameters(), 1e-2), batch_size=50, progress=False)
+    save(viz.plot_uncertainty_map(moons, Xm, ym, "epistemic"), "moons_epistemic")
+
     target = bt.vi.mixture_target()
     fits = {"KL(q || p), from 0.5": bt.vi.fit_gaussian(target, "reverse", init_mean=0.5),
             "KL(q || p), from -0.5": bt.vi.fit_gaussian(target, "reverse", init_mean=-0.5),

@@ -9,6 +9,7 @@ from bnn_teach.uncertainty import decompose
 
 __all__ = [
     "plot_regression_bands", "plot_reliability", "plot_uncertainty_hist", "plot_certainty_grid", "plot_gaussian_fits",
+    "uncertainty_grid", "plot_uncertainty_map",
 ]
 
 
@@ -136,5 +137,45 @@ def plot_gaussian_fits(target, fits: dict, extent=(-5.0, 5.0), ax=None):
     ax.set_xlabel("w")
     ax.set_ylabel("density")
     ax.set_title("Gaussian fits to a two-mode target")
+    ax.legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def uncertainty_grid(model, X, kind: str = "epistemic", num_samples: int = 50, grid: int = 80, margin: float = 1.0):
+    """``(xs, ys, values)``: an uncertainty of ``model``'s predictive distribution (``total``, ``aleatoric``
+    or ``epistemic``, nats) on a ``grid`` × ``grid`` lattice over the 2-D inputs ``X`` widened by ``margin``;
+    ``values[i, j]`` is at ``(xs[j], ys[i])``."""
+    from bnn_teach.predict import mc_predict
+
+    if kind not in ("total", "aleatoric", "epistemic"):
+        raise ValueError(f"kind must be 'total', 'aleatoric' or 'epistemic', got {kind!r}")
+    X = torch.as_tensor(X)
+    if X.dim() != 2 or X.shape[1] != 2:
+        raise ValueError(f"X must hold 2-D inputs, shape (N, 2), got {tuple(X.shape)}")
+    lo, hi = X.min(0).values - margin, X.max(0).values + margin
+    xs = torch.linspace(float(lo[0]), float(hi[0]), grid)
+    ys = torch.linspace(float(lo[1]), float(hi[1]), grid)
+    gx, gy = torch.meshgrid(xs, ys, indexing="xy")
+    points = torch.stack([gx.reshape(-1), gy.reshape(-1)], dim=1).to(X.dtype)
+    values = getattr(decompose(mc_predict(model, points, num_samples=num_samples)), kind)
+    return xs, ys, values.reshape(grid, grid).cpu()
+
+
+def plot_uncertainty_map(model, X, y, kind: str = "epistemic", num_samples: int = 50, grid: int = 80, ax=None):
+    """A 2-D classifier's uncertainty (:func:`uncertainty_grid`) as a colour map, with the training data
+    on top, one marker colour per class. The image's array is ``values``; the colour bar is in nats."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 4))
+    xs, ys, values = uncertainty_grid(model, X, kind, num_samples, grid)
+    image = ax.imshow(_np(values), origin="lower", extent=(float(xs[0]), float(xs[-1]), float(ys[0]), float(ys[-1])),
+                      aspect="auto", cmap="magma")
+    fig.colorbar(image, ax=ax, label=f"{kind} uncertainty (nats)")
+    X, y = _np(X), _np(y)
+    for label, color in zip(np.unique(y), ["tab:cyan", "tab:green", "tab:blue", "tab:olive"]):
+        ax.scatter(X[y == label, 0], X[y == label, 1], s=5, color=color, label=f"class {label}")
+    ax.set_xlabel("x1")
+    ax.set_ylabel("x2")
+    ax.set_title(f"{kind.capitalize()} uncertainty over the input plane")
     ax.legend(fontsize=7, loc="upper right")
     return fig
