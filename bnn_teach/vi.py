@@ -16,7 +16,7 @@ from torch.distributions import Categorical, MixtureSameFamily, Normal
 
 from bnn_teach._checks import check_positive
 
-__all__ = ["mixture_target", "fit_gaussian"]
+__all__ = ["mixture_target", "fit_gaussian", "linear_regression_posterior"]
 
 
 def mixture_target(means=(-2.0, 2.0), stds=(0.6, 0.6), weights=(0.5, 0.5)) -> MixtureSameFamily:
@@ -60,3 +60,27 @@ def fit_gaussian(target, divergence: str, init_mean: float = 0.5, init_std: floa
         loss.backward()
         optimizer.step()
     return float(mean.detach()), float(log_std.detach().exp())
+
+
+def linear_regression_posterior(X: torch.Tensor, y: torch.Tensor, noise_var: float, prior_sigma: float):
+    """The exact posterior of ``y = X w + noise`` with ``w ~ N(0, prior_sigma² I)`` and noise ``N(0, noise_var)``:
+
+    .. math::
+
+        \\Lambda = \\frac{X^\\top X}{\\sigma^2} + \\frac{I}{\\sigma_p^2}, \\qquad
+        \\Sigma = \\Lambda^{-1}, \\qquad m = \\Sigma \\frac{X^\\top y}{\\sigma^2}.
+
+    Returns ``(m, Sigma, Lambda)`` in float64; ``X`` of shape (N, p), ``y`` of shape (N,) or (N, 1).
+    The best fully factorised Gaussian (mean-field VI) has the same mean ``m`` and standard deviations
+    :math:`1/\\sqrt{\\Lambda_{ii}}`, never wider than the true marginals :math:`\\sqrt{\\Sigma_{ii}}`.
+    """
+    check_positive("noise_var", noise_var)
+    check_positive("prior_sigma", prior_sigma)
+    X = torch.as_tensor(X, dtype=torch.float64)
+    y = torch.as_tensor(y, dtype=torch.float64).reshape(-1)
+    if X.dim() != 2 or len(X) != len(y):
+        raise ValueError(f"X must be (N, p) and y (N,), got {tuple(X.shape)} and {tuple(y.shape)}")
+    precision = X.T @ X / noise_var + torch.eye(X.shape[1], dtype=torch.float64) / prior_sigma**2
+    covariance = torch.linalg.inv(precision)
+    mean = covariance @ (X.T @ y) / noise_var
+    return mean, covariance, precision
