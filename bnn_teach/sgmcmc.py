@@ -228,6 +228,15 @@ class SampleEnsemble(nn.Module):
         self.model = copy.deepcopy(model)
         self.samples = list(samples)
 
+    @classmethod
+    def from_models(cls, models) -> SampleEnsemble:
+        """A deep ensemble (lecture 1): networks of one architecture trained independently, e.g. from
+        different seeds, predicting as one (``mc_predict`` averages their softmax outputs)."""
+        models = list(models)
+        if not models:
+            raise ValueError("an ensemble needs at least one model")
+        return cls(models[0], [{k: v.detach().clone() for k, v in m.state_dict().items()} for m in models])
+
     def __len__(self):
         return len(self.samples)
 

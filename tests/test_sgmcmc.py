@@ -7,7 +7,7 @@ from torch import nn
 
 import bnn_teach as bt
 from bnn_teach.reproduce import sample_linear_regression
-from bnn_teach.sgmcmc import SGHMC, SGLD, SGLDSA, CyclicalLR, SampleCollector
+from bnn_teach.sgmcmc import SGHMC, SGLD, SGLDSA, CyclicalLR, SampleCollector, SampleEnsemble
 
 NUM_CHAINS = 2000
 
@@ -234,3 +234,19 @@ def test_sgld_sa_pruning_schedule_reaches_the_sparse_rate():
     assert torch.all(b.detach()[:2] != 0), "the large coefficients survive pruning"
     with pytest.raises(ValueError, match="prune"):
         SGLDSA([b], lr=1e-3, num_data=100, prune=(1.5, 0.5, 10))
+
+
+def test_deep_ensemble_from_models_predicts_their_average():
+    torch.manual_seed(0)
+    models = [torch.nn.Linear(3, 4) for _ in range(3)]
+    ensemble = SampleEnsemble.from_models(models)
+    X = torch.randn(5, 3)
+    probs = bt.predict.mc_predict(ensemble, X)
+    assert probs.shape == (3, 5, 4)
+    for member_probs, model in zip(probs, models):
+        torch.testing.assert_close(member_probs, torch.softmax(model(X), -1).detach())
+    with torch.no_grad():
+        models[0].weight.zero_()
+    torch.testing.assert_close(bt.predict.mc_predict(ensemble, X), probs, msg="the ensemble holds copies")
+    with pytest.raises(ValueError, match="at least one model"):
+        SampleEnsemble.from_models([])
