@@ -15,7 +15,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["FOLDERS", "sources", "generate", "stale", "sync", "run_notebooks", "RunResult", "format_results"]
+__all__ = ["sync", "stale", "run_notebooks"]  # the rest serves the CLI (bnn-teach notebooks / run)
 
 FOLDERS = ("lectures", "solutions")  # the folders whose .py files are notebook sources
 KERNEL = "python3"

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-__all__ = ["Feedback", "number", "choice"]
+__all__ = ["number", "choice"]  # both return a Feedback
 
 
 @dataclass
