@@ -405,12 +405,7 @@ def bbb_mnist(ctx: Context):
         histories[label] = train_resumable(ctx, tag, model, optimizer, train_data, test_data, epochs)
         ours[f"error % ({label})"] = round(100 * (1 - evaluate(model, test_data)["accuracy"]), 2)
         curve_model = model
-    curve = []
-    for fraction in (0.0, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99):
-        pruned = sparsity.prune(curve_model, "snr", fraction=fraction) if fraction else sparsity.prune(curve_model)
-        error = 100 * (1 - evaluate(pruned, test_data)["accuracy"])
-        curve.append({"removed %": 100 * fraction, "error %": round(error, 2)})
-    ours["snr pruning (scale mixture)"] = curve
+    ours["snr pruning (scale mixture)"] = sparsity.pruning_curve(curve_model, test_data, "snr")
     ours["epochs"] = epochs
     return ours, histories["scale mixture"], curve_model
 

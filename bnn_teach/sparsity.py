@@ -17,13 +17,8 @@ from torch import nn
 from bnn_teach.nn.bbb import BayesConv2d, BayesLinear
 
 __all__ = [
-    "prunable_layers",
-    "weight_mask",
-    "compression_ratio",
-    "sparsity_table",
-    "prune",
-    "storage_bytes",
-    "SparsityTable",
+    "prunable_layers", "weight_mask", "compression_ratio", "sparsity_table", "prune", "pruning_curve",
+    "storage_bytes", "SparsityTable",
 ]
 
 _PLAIN = (nn.Linear, nn.Conv2d)
@@ -184,3 +179,21 @@ def storage_bytes(model: nn.Module, sparse_format: str = "csr", value_bytes: int
             rows = mask.shape[0]
             total += int(mask.sum()) * (value_bytes + index_bytes) + (rows + 1) * index_bytes
     return total
+
+
+def pruning_curve(model: nn.Module, test_data, method: str = "snr",
+                  fractions=(0.0, 0.5, 0.75, 0.9, 0.95, 0.98, 0.99)) -> list[dict]:
+    """Test error of ``prune(model, method, fraction=f)`` for each fraction ``f`` of all weights removed
+    (``f = 0``: the unpruned deterministic network): ``[{"removed %": ..., "error %": ...}, ...]``.
+    What pruning by signal-to-noise (lecture 3) or by magnitude costs in accuracy."""
+    from bnn_teach.train import evaluate
+
+    if method not in ("snr", "magnitude"):
+        raise ValueError(f"method must be 'snr' or 'magnitude', got {method!r}")
+    curve = []
+    for fraction in fractions:
+        fraction = _number("fraction", fraction)
+        pruned = prune(model, method, fraction=fraction) if fraction > 0 else prune(model)
+        error = 100 * (1 - evaluate(pruned, test_data)["accuracy"])
+        curve.append({"removed %": 100 * fraction, "error %": round(error, 2)})
+    return curve

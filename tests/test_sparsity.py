@@ -137,3 +137,18 @@ def test_group_layer_prunes_a_weight_with_its_input_neuron():
     torch.testing.assert_close(pruned[0].weight, (layer.weight * layer.z_mu).detach() * expected)
     assert not expected[:, 1].any() and not expected[:, 3].any(), "a dropped input neuron takes its whole column"
     assert torch.equal(sparsity.weight_mask(layer), (layer.log_alpha < 3.0) & (layer.z_log_alpha < 3.0).unsqueeze(0))
+
+
+def test_pruning_curve_matches_prune_and_evaluate():
+    torch.manual_seed(0)
+    X, y = bt.data.two_moons(300, noise=0.1, seed=0)
+    model = nn.Sequential(bt.nn.BayesLinear(2, 32, init_rho=-4.0), nn.ReLU(), bt.nn.BayesLinear(32, 2, init_rho=-4.0))
+    fit(model, (X, y), 60, torch.optim.Adam(model.parameters(), 1e-2), batch_size=50, progress=False)
+    curve = sparsity.pruning_curve(model, (X, y), "snr", fractions=(0.0, 0.5, 0.99))
+    assert [row["removed %"] for row in curve] == [0.0, 50.0, 99.0]
+    for row, pruned in zip(curve, [sparsity.prune(model), sparsity.prune(model, "snr", fraction=0.5),
+                                   sparsity.prune(model, "snr", fraction=0.99)]):
+        assert row["error %"] == pytest.approx(100 * (1 - evaluate(pruned, (X, y))["accuracy"]), abs=0.01)
+    assert curve[0]["error %"] < 10 and curve[-1]["error %"] > curve[0]["error %"], curve
+    with pytest.raises(ValueError, match="method"):
+        sparsity.pruning_curve(model, (X, y), "log_alpha")
