@@ -324,3 +324,12 @@ def test_two_moons_epistemic_uncertainty_is_higher_away_from_the_data(moons_bbb)
     distance = torch.cdist(torch.stack([gx.reshape(-1), gy.reshape(-1)], 1), X).min(1).values.reshape(40, 40)
     near, far = values[distance < 0.2].mean(), values[distance > 1.5].mean()
     assert far > 1.3 * near, (float(far), float(near))
+
+
+def test_pruning_curve_plots_each_method():
+    curves = {"a": [{"removed %": 0.0, "error %": 2.0}, {"removed %": 90.0, "error %": 5.0}],
+              "b": [{"removed %": 0.0, "error %": 2.5}, {"removed %": 50.0, "error %": 3.0}]}
+    ax = viz.plot_pruning_curve(curves).axes[0]
+    assert [line.get_label() for line in ax.lines] == ["a", "b"]
+    np.testing.assert_allclose(ax.lines[0].get_xydata(), [[0.0, 2.0], [90.0, 5.0]])
+    assert ax.get_xlabel() == "weights removed (%)" and ax.get_ylabel() == "test error (%)" and ax.get_title()

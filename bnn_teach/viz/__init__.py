@@ -22,6 +22,7 @@ from bnn_teach.viz.sparsity import (
     plot_input_tiles,
     plot_log_alpha_hist,
     plot_mu_sigma,
+    plot_pruning_curve,
     plot_sparsity_bars,
     plot_weights,
     save_animation,
@@ -41,8 +42,8 @@ from bnn_teach.viz.widgets import RegressionExplorer, regression_explorer
 
 __all__ = [
     "SparsityRecorder", "frame_title", "layer_score", "plot_conv_filters", "plot_frame", "plot_input_tiles",
-    "plot_log_alpha_hist", "plot_mu_sigma", "plot_sparsity_bars", "plot_weights", "save_animation",
-    "sparsification_slider", "plot_regression_bands", "plot_reliability", "plot_uncertainty_hist",
+    "plot_log_alpha_hist", "plot_mu_sigma", "plot_pruning_curve", "plot_sparsity_bars", "plot_weights",
+    "save_animation", "sparsification_slider", "plot_regression_bands", "plot_reliability", "plot_uncertainty_hist",
     "plot_certainty_grid", "plot_gaussian_fits", "plot_uncertainty_map", "uncertainty_grid", "autocorrelation",
     "effective_sample_size", "plot_traces", "plot_autocorrelation", "plot_samples_2d", "plot_history",
     "experiment_figure", "RegressionExplorer", "regression_explorer",

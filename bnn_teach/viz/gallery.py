@@ -72,6 +72,8 @@ def render_all(out_dir, epochs: int = 8, progress: bool = False) -> list[Path]:
               "magnitude": bt.sparsity.sparsity_table(
                   bt.sparsity.prune(model, "magnitude", fraction=1 - 1 / bt.sparsity.compression_ratio(model)))}
     save(viz.plot_sparsity_bars(tables), "sparsity_bars")
+    save(viz.plot_pruning_curve({"SparseVD model, by |mean weight|": bt.sparsity.pruning_curve(
+        model, (Xt, yt), "magnitude", fractions=(0.0, 0.9, 0.97, 0.99))}), "pruning_curve")
     written.append(Path(viz.save_animation(recorder, out / "sparsification.gif", layer="fc2")))
     if progress:
         print(written[-1], flush=True)

@@ -18,7 +18,7 @@ from bnn_teach import sparsity as _sp
 __all__ = [
     "SparsityRecorder", "layer_score", "plot_weights", "plot_input_tiles", "plot_conv_filters", "frame_title",
     "plot_frame", "sparsification_slider", "save_animation", "plot_mu_sigma", "plot_log_alpha_hist",
-    "plot_sparsity_bars",
+    "plot_sparsity_bars", "plot_pruning_curve",
 ]
 
 
@@ -303,5 +303,19 @@ def plot_sparsity_bars(tables: dict, ax=None, title: str = "Weights removed per 
     ax.set_ylabel("sparsity (% of the layer's weights)")
     ax.set_ylim(0, 100)
     ax.set_title(title)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_pruning_curve(curves: dict, ax=None):
+    """Test error against the percentage of weights removed, one line per method:
+    ``{"BBB, by |mu|/sigma": sparsity.pruning_curve(model, data, "snr"), ...}``."""
+    plt = _plt()
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5, 3.2))
+    for label, curve in curves.items():
+        ax.plot([row["removed %"] for row in curve], [row["error %"] for row in curve], marker="o", label=label)
+    ax.set_xlabel("weights removed (%)")
+    ax.set_ylabel("test error (%)")
+    ax.set_title("What pruning costs in accuracy")
     ax.legend(fontsize=8)
     return fig
