@@ -8,19 +8,81 @@ what runs is always the source, and prints a table of times and status.
 """
 from __future__ import annotations
 
+import ast
 import contextlib
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["sync", "stale", "run_notebooks"]  # the rest serves the CLI (bnn-teach notebooks / run)
+__all__ = ["sync", "stale", "run_notebooks", "skeleton_problems"]  # the rest serves the CLI (notebooks / run)
 
 FOLDERS = ("lectures", "solutions")  # the folders whose .py files are notebook sources
 KERNEL = "python3"
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _QUIET = ["--IPKernelApp.log_level=ERROR"]  # no kernel start-up warnings (e.g. "running over TCP") in the report
+
+
+# The repository students install from on Colab and the badges open: the one place that names it.
+REPOSITORY = "bnn-teach/bnn_teach"
+BRANCH = "main"
+
+# Every notebook's first code cell, word for word (skeleton_problems checks it).
+SETUP_CELL = f"""\
+# Setup: on Colab (detected, not assumed) install the course's library from its repository;
+# on your own machine `make lab` has installed it and this cell does nothing.
+import sys
+
+if "google.colab" in sys.modules:
+    import subprocess
+
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
+                    "bnn_teach[course] @ git+https://github.com/{REPOSITORY}@{BRANCH}"], check=True)"""
+
+PARAMETERS = ("SEED = ", "DEVICE = bt.utils.get_device()", "FAST = bt.utils.fast_mode()")
+SELF_CHECK = re.compile(r"\bbt\.selfcheck\.(number|choice)\(")
+
+
+def colab_badge(notebook: str) -> str:
+    """The markdown of the "Open in Colab" badge of ``notebook`` (a path from the repository root)."""
+    url = f"https://colab.research.google.com/github/{REPOSITORY}/blob/{BRANCH}/{notebook}"
+    return f"[![Open in Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
+
+
+def skeleton_problems(source, root=None) -> list[str]:
+    """What ``source`` lacks of the course's notebook skeleton (DESIGN.md, "Notebooks"), one line each:
+    a title with its Colab badge, :data:`SETUP_CELL` as the first code cell, a parameters cell
+    (``SEED``, ``DEVICE``, ``FAST``), two or more check-yourself cells, a summary and references."""
+    import jupytext
+
+    source = Path(source).resolve()
+    root = Path(root).resolve() if root is not None else _root()
+    cells = jupytext.read(source, fmt="py:percent").cells
+    problems = []
+    first = cells[0] if cells else None
+    if first is None or first.cell_type != "markdown" or not first.source.startswith("# "):
+        problems.append("the first cell is not a markdown title ('# ...')")
+    relative = source.with_suffix(".ipynb").relative_to(root).as_posix()
+    if first is None or colab_badge(relative) not in first.source:
+        problems.append(f"the title cell lacks the Colab badge: {colab_badge(relative)}")
+    code = [cell.source for cell in cells if cell.cell_type == "code"]
+    if not code or code[0] != SETUP_CELL:
+        problems.append("the first code cell is not notebooks.SETUP_CELL word for word")
+    if not any(all(part in text for part in PARAMETERS) for text in code):
+        problems.append("no parameters cell with " + ", ".join(PARAMETERS))
+    checks = [text for text in code if SELF_CHECK.search(text)]
+    if len(checks) < 2:
+        problems.append(f"{len(checks)} check-yourself cell(s) (bt.selfcheck); a lecture has two or three")
+    for text in checks:
+        if not re.search(r"^answer = None\b", text, re.M):
+            problems.append("a check-yourself cell does not start its answer as `answer = None`")
+    headings = [line for cell in cells if cell.cell_type == "markdown" for line in cell.source.splitlines()]
+    for title in ("## Summary", "## References"):
+        if title not in headings:
+            problems.append(f"no '{title}' section")
+    return problems
 
 
 def _root() -> Path:
@@ -130,26 +192,68 @@ def _failure(err, notebook) -> str:
     return f"{type(err).__name__}: {err}"
 
 
+def answer_probes(cell_source: str) -> list[str]:
+    """For a check-yourself cell (``answer = None`` then ``bt.selfcheck.number(answer, expected, ...)``
+    or ``bt.selfcheck.choice(answer, expected, options)``): code that runs the cell's check with the right
+    answer and with each typical mistake it names (``mistakes`` keys; for a choice, every option) and
+    asserts the verdict: right for the expected answer, "not yet" for each mistake."""
+    tree = ast.parse(cell_source)
+    calls = [node for node in ast.walk(tree) if isinstance(node, ast.Call)
+             and ast.unparse(node.func) in ("bt.selfcheck.number", "bt.selfcheck.choice")]
+    if len(calls) != 1:
+        raise ValueError(f"a check-yourself cell calls bt.selfcheck once, found {len(calls)} calls")
+    call = calls[0]
+    named = {k.arg: k.value for k in call.keywords}
+    positional = dict(zip(("answer", "expected", "options"), call.args))
+    argument = {**positional, **named}
+    if "expected" not in argument:
+        raise ValueError("the check-yourself call has no expected value")
+    call_text = ast.unparse(call)
+    lines = cell_source.splitlines()
+    setup = "\n".join(line for line in lines[:call.lineno - 1] if not re.match(r"^answer = None\b", line))
+    expected = ast.unparse(argument["expected"])
+    if ast.unparse(call.func).endswith("choice"):  # every option: right only for the expected one
+        return [(f"{setup}\n__expected = ({expected})\nfor answer in ({ast.unparse(argument['options'])}):\n"
+                 f"    __feedback = {call_text}\n"
+                 f"    assert __feedback.right == (answer == __expected), f'wrong verdict on answer = {{answer!r}}'")]
+    mistakes = argument.get("mistakes")
+    wrong = [ast.unparse(key) for key in mistakes.keys] if isinstance(mistakes, ast.Dict) else []
+    if not wrong:
+        raise ValueError("the check-yourself call names no typical mistake (mistakes={value: meaning})")
+    return [f"{setup}\nanswer = ({value})\n__feedback = {call_text}\n"
+            f"assert {'' if right else 'not '}__feedback.right, 'the check gave the wrong verdict on answer = {value}'"
+            for value, right in [(expected, True)] + [(w, False) for w in wrong]]
+
+
 def run_notebooks(targets=None, fast: bool = False, timeout: int = 600, progress: bool = True,
-                  root=None) -> list[RunResult]:
+                  root=None, check_answers: bool = False) -> list[RunResult]:
     """Execute each notebook source of ``targets`` top to bottom in a fresh ``python3`` kernel, in its own
-    folder, with ``MPLBACKEND=Agg`` and, when ``fast``, ``BNN_TEACH_FAST=1``. A cell running longer
-    than ``timeout`` seconds fails the notebook."""
+    folder, with ``MPLBACKEND=Agg``, the interpreter's ``bin`` first on ``PATH`` (for ``!bnn-teach``) and,
+    when ``fast``, ``BNN_TEACH_FAST=1``. A cell running longer than ``timeout`` seconds fails the notebook.
+    ``check_answers``: then run every check-yourself cell with its right answer and with each typical
+    mistake (:func:`answer_probes`); a wrong verdict fails the notebook."""
     import jupytext
+    import nbformat
     from nbclient import NotebookClient
     from tqdm.auto import tqdm
 
     paths = sources(targets, root)
     results = []
-    env = {"MPLBACKEND": "Agg", **({"BNN_TEACH_FAST": "1"} if fast else {})}
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    env = {"MPLBACKEND": "Agg", "PATH": path, **({"BNN_TEACH_FAST": "1"} if fast else {})}
     for source in tqdm(paths, desc="notebooks", unit="notebook", disable=not progress or not paths):
         notebook = jupytext.read(source, fmt="py:percent")
         client = NotebookClient(notebook, kernel_name=KERNEL, timeout=timeout, extra_arguments=_QUIET,
                                 resources={"metadata": {"path": str(source.parent)}})
         start = time.perf_counter()
         try:
-            with _environment(**env):
-                client.execute()
+            with _environment(**env), client.setup_kernel():
+                probes = [code for cell in notebook.cells if cell.cell_type == "code" and check_answers
+                          and SELF_CHECK.search(cell.source) for code in answer_probes(cell.source)]
+                for code in probes:
+                    notebook.cells.append(nbformat.v4.new_code_cell(code))
+                for index, cell in enumerate(notebook.cells):
+                    client.execute_cell(cell, index)
             results.append(RunResult(source, time.perf_counter() - start, "ok"))
         except Exception as err:  # noqa: BLE001 - any failure is reported, then the next notebook runs
             results.append(RunResult(source, time.perf_counter() - start, "failed", _failure(err, notebook)))

@@ -11,7 +11,7 @@ import torch
 
 from bnn_teach._checks import check_positive
 
-__all__ = ["elbo_loss", "constant", "linear_warmup"]
+__all__ = ["elbo_loss", "gaussian_nll", "constant", "linear_warmup"]
 
 
 def elbo_loss(nll: torch.Tensor, kl: torch.Tensor, num_data: int, kl_weight: float = 1.0) -> torch.Tensor:
@@ -32,6 +32,26 @@ def elbo_loss(nll: torch.Tensor, kl: torch.Tensor, num_data: int, kl_weight: flo
     if not isinstance(kl, torch.Tensor) or kl.dim() != 0:
         raise ValueError(f"kl must be a scalar tensor (summed over weights), got {getattr(kl, 'shape', kl)!r}")
     return nll + kl_weight * kl / num_data
+
+
+def gaussian_nll(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of ``y`` under a Gaussian whose mean and log variance the network predicts
+    (heteroscedastic regression), constant ``log(2 pi) / 2`` dropped:
+
+    .. math::
+
+        \\tfrac1B \\textstyle\\sum_i \\tfrac12 \\big(\\log s_i + (y_i - m_i)^2 / s_i\\big),
+        \\quad s_i = e^{\\text{out}_{i,1}}
+
+    out : (B, 2), the mean ``m`` and the log noise variance ``log s``; y : (B, 1) or (B,). Returns a scalar.
+    """
+    if out.dim() != 2 or out.shape[1] != 2:
+        raise ValueError(f"out must be (batch, 2): the mean and the log noise variance, got {tuple(out.shape)}")
+    y = y.reshape(-1)
+    if len(y) != len(out):
+        raise ValueError(f"y holds {len(y)} targets for {len(out)} predictions")
+    mean, log_var = out[:, 0], out[:, 1]
+    return (0.5 * (log_var + (y - mean) ** 2 / torch.exp(log_var))).mean()
 
 
 def constant(value: float = 1.0):

@@ -46,6 +46,9 @@ __all__ = [
     "UsageError",
     "SettingsMismatch",
     "RunInterrupted",
+    "record",
+    "load_recorded",
+    "RecordedRunError",
 ]
 
 # The papers' rows, as printed in the papers (numbers are test error in %, compression as |W| / |W != 0|).
@@ -762,14 +765,87 @@ def add_parser(sub):
                    help="SparseVD experiments: decay the learning rate linearly to this fraction of --lr "
                         "(default 0, the paper's code)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    p.add_argument("--record", action="store_true",
+                   help="then copy the run's results and history into the package, where the lectures load "
+                        "them (bnn_teach/recorded, checksummed)")
     return p
 
 
 def main_from_args(args) -> int:
-    run(args.experiment, epochs=args.epochs, device=args.device, out=args.out, restart=args.restart,
+    out = args.out if args.out is not None else str(Path("runs") / args.experiment)
+    run(args.experiment, epochs=args.epochs, device=args.device, out=out, restart=args.restart,
         progress=not args.no_progress, seed=args.seed, lr=args.lr, lr_floor=args.lr_floor,
         train_size=args.train_size)
+    if args.record:
+        print(f"  recorded for the lectures in {record(args.experiment, out)}/")
     return 0
+
+
+# The full runs the lectures show (too long to train live), shipped in the package: one folder per
+# experiment with its results.json and history.json, and SHA256SUMS over all of them.
+RECORDED = Path(__file__).resolve().parent / "recorded"
+RECORDED_FILES = ("results.json", "history.json")
+MANIFEST = "SHA256SUMS"
+
+
+class RecordedRunError(RuntimeError):
+    """A recorded run that is missing, or whose files do not match their checksums."""
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _manifest(folder: Path) -> dict:
+    path = folder / MANIFEST
+    if not path.exists():
+        return {}
+    return {name: digest for digest, name in (line.split("  ", 1) for line in path.read_text().splitlines() if line)}
+
+
+def record(name: str, out, folder=None) -> Path:
+    """Copy the full run in ``out`` (``results.json``, ``history.json``) into the package's recorded runs
+    (``folder``, default ``bnn_teach/recorded``) as ``<folder>/<name>/`` and update ``SHA256SUMS``.
+    ``bnn-teach reproduce NAME --record`` runs the experiment and then this. A smoke run is refused."""
+    if name not in EXPERIMENTS:
+        raise UsageError(f"unknown experiment {name!r}; one of {', '.join(EXPERIMENTS)}")
+    out, folder = Path(out), Path(folder) if folder is not None else RECORDED
+    missing = [f for f in RECORDED_FILES if not (out / f).exists()]
+    if missing:
+        raise UsageError(f"{out} holds no finished run of {name} (missing {', '.join(missing)})")
+    results = json.loads((out / "results.json").read_text())
+    if results.get("experiment") != name:
+        raise UsageError(f"{out}/results.json is a run of {results.get('experiment')!r}, not {name!r}")
+    if results.get("fast"):
+        raise UsageError(f"{out} holds a smoke run (BNN_TEACH_FAST=1); the lectures show full runs only")
+    target = folder / name
+    target.mkdir(parents=True, exist_ok=True)
+    sums = _manifest(folder)
+    for file in RECORDED_FILES:
+        text = (out / file).read_text()
+        _write_atomic(target / file, text)
+        sums[f"{name}/{file}"] = _sha256(target / file)
+    _write_atomic(folder / MANIFEST, "".join(f"{digest}  {path}\n" for path, digest in sorted(sums.items())))
+    return target
+
+
+def load_recorded(name: str, folder=None) -> dict:
+    """The recorded full run of experiment ``name``: ``{"results": dict, "history": History}``.
+
+    Its files are checked against ``SHA256SUMS``; a missing or changed file raises
+    :class:`RecordedRunError` naming the file and the command that records it again."""
+    folder = Path(folder) if folder is not None else RECORDED
+    again = f"record it again with: bnn-teach reproduce {name} --record"
+    sums = _manifest(folder)
+    for file in RECORDED_FILES:
+        path = folder / name / file
+        if f"{name}/{file}" not in sums or not path.exists():
+            raise RecordedRunError(f"no recorded run of {name!r}: {path} or its checksum is missing; {again}")
+        if _sha256(path) != sums[f"{name}/{file}"]:
+            raise RecordedRunError(f"{path} does not match its checksum in {folder / MANIFEST} "
+                                   f"(edited or damaged); {again}")
+    return {"results": json.loads((folder / name / "results.json").read_text()),
+            "history": History.from_json(folder / name / "history.json")}
 
 
 def main(argv=None) -> int:

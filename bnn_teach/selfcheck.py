@@ -39,6 +39,9 @@ class Feedback:
     def __repr__(self):
         return f"Feedback(right={self.right}, message={self.message!r})"
 
+    def _ipython_display_(self):
+        """In a notebook the message is already printed: a check cell shows it once, not the object too."""
+
 
 def _as_float(value, name):
     if isinstance(value, torch.Tensor):

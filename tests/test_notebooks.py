@@ -90,8 +90,72 @@ def test_committed_notebook_matches_its_source(source):
     assert notebooks.stale([source]) == [], f"run `make notebooks`: {source.with_suffix('.ipynb')} is out of date"
 
 
+LECTURES = [p for p in COURSE_SOURCES if p.parent.name == "lectures"]
+
+
+@pytest.mark.parametrize("source", LECTURES, ids=[p.name for p in LECTURES])
+def test_lecture_follows_the_skeleton(source):
+    assert notebooks.skeleton_problems(source) == []
+
+
 @pytest.mark.parametrize("source", COURSE_SOURCES, ids=[p.name for p in COURSE_SOURCES])
-def test_course_notebook_runs_in_fast_mode(source):
-    [result] = notebooks.run_notebooks([source], fast=True, progress=False)
+def test_course_notebook_runs_in_fast_mode_and_its_checks_tell_right_from_wrong(source):
+    """Top to bottom in FAST mode; then each check-yourself cell accepts its right answer and refuses
+    each typical mistake it names (notebooks.answer_probes)."""
+    [result] = notebooks.run_notebooks([source], fast=True, progress=False, check_answers=True)
     assert result.status == "ok", result.error
+
+
+CHECK_CELL = """answer = None
+values = [1.0, 3.0]
+bt.selfcheck.number(answer, expected=sum(values) / len(values), mistakes={sum(values): "divide by the count"})
+"""
+
+
+def test_answer_probes_run_the_right_answer_and_each_mistake():
+    probes = notebooks.answer_probes(CHECK_CELL)
+    assert len(probes) == 2
+    right, wrong = probes
+    assert "answer = None" not in right and "values = [1.0, 3.0]" in right
+    assert "answer = (sum(values) / len(values))" in right and "assert __feedback.right" in right
+    assert "answer = (sum(values))" in wrong and "assert not __feedback.right" in wrong
+    import bnn_teach as bt
+
+    for code in probes:
+        exec(code, {"bt": bt})  # noqa: S102 - the probes are what the notebook test runs in the kernel
+    broken = CHECK_CELL.replace("expected=sum(values) / len(values)", "expected=sum(values)")
+    with pytest.raises(AssertionError, match="wrong verdict on answer = sum"):
+        for code in notebooks.answer_probes(broken):
+            exec(code, {"bt": bt})  # noqa: S102
+    with pytest.raises(ValueError, match="names no typical mistake"):
+        notebooks.answer_probes("answer = None\nbt.selfcheck.number(answer, expected=1.0)\n")
+
+
+def test_choice_probe_checks_every_option_and_catches_a_check_that_cannot_fail():
+    import types
+
+    import bnn_teach as bt
+    from bnn_teach.selfcheck import Feedback
+
+    cell = 'answer = None\nbt.selfcheck.choice(answer, expected="b", options=["a", "b", "c"])\n'
+    [probe] = notebooks.answer_probes(cell)
+    exec(probe, {"bt": bt})  # noqa: S102
+    always_right = types.SimpleNamespace(selfcheck=types.SimpleNamespace(
+        choice=lambda *args, **kwargs: Feedback(True, "right"), number=lambda *args, **kwargs: Feedback(True, "right")))
+    with pytest.raises(AssertionError, match="wrong verdict on answer = 'a'"):
+        exec(probe, {"bt": always_right})  # noqa: S102
+    with pytest.raises(AssertionError, match="wrong verdict on answer = sum"):
+        for code in notebooks.answer_probes(CHECK_CELL):
+            exec(code, {"bt": always_right})  # noqa: S102
+
+
+def test_skeleton_problems_name_what_is_missing(tmp_path):
+    lectures = tmp_path / "lectures"
+    source = write(lectures, "L99_demo.py", PASSING)
+    problems = notebooks.skeleton_problems(source, root=tmp_path)
+    assert any("Colab badge" in p and "lectures/L99_demo.ipynb" in p for p in problems)
+    assert any("SETUP_CELL" in p for p in problems)
+    assert any("parameters cell" in p for p in problems)
+    assert any("check-yourself" in p for p in problems)
+    assert any("## Summary" in p for p in problems) and any("## References" in p for p in problems)
 

@@ -121,3 +121,21 @@ def test_fit_regression_with_custom_nll():
                   nll_fn=nn.functional.mse_loss, test_data=(X, y), progress=False)
     assert history["nll"][-1] < 0.5 * history["nll"][0]
     assert "train_acc" not in history.keys() and "test_acc" not in history.keys()
+
+
+def test_gaussian_nll_is_the_normal_log_density_without_its_constant():
+    """gaussian_nll(out, y) = mean of -log N(y | m, exp(log s)) - log(2 pi) / 2, against torch.distributions."""
+    import math
+
+    g = torch.Generator().manual_seed(0)
+    out = torch.randn(50, 2, generator=g, dtype=torch.float64)
+    y = torch.randn(50, 1, generator=g, dtype=torch.float64)
+    reference = -torch.distributions.Normal(out[:, 0], out[:, 1].mul(0.5).exp()).log_prob(y[:, 0]).mean()
+    got = bt.objectives.gaussian_nll(out, y)
+    assert float(got) == pytest.approx(float(reference) - 0.5 * math.log(2 * math.pi), abs=1e-12)
+    swapped = bt.objectives.gaussian_nll(out.flip(1), y)  # log variance read as the mean: a typical slip
+    assert abs(float(swapped) - float(got)) > 0.1
+    with pytest.raises(ValueError, match="mean and the log noise variance"):
+        bt.objectives.gaussian_nll(out[:, :1], y)
+    with pytest.raises(ValueError, match="49 targets for 50"):
+        bt.objectives.gaussian_nll(out, y[:49])

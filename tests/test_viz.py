@@ -333,3 +333,32 @@ def test_pruning_curve_plots_each_method():
     assert [line.get_label() for line in ax.lines] == ["a", "b"]
     np.testing.assert_allclose(ax.lines[0].get_xydata(), [[0.0, 2.0], [90.0, 5.0]])
     assert ax.get_xlabel() == "weights removed (%)" and ax.get_ylabel() == "test error (%)" and ax.get_title()
+
+
+def test_gradient_estimator_histograms_report_each_mean_and_variance():
+    g = torch.Generator().manual_seed(0)
+    score = bt.diagnostics.gradient_samples(lambda w: w**2, 1.0, 1.0, 5000, "score", generator=g)
+    reparam = bt.diagnostics.gradient_samples(lambda w: w**2, 1.0, 1.0, 5000, "reparam", generator=g)
+    fig = bt.viz.plot_gradient_estimators({"score function": score, "reparametrization": reparam}, true_gradient=2.0)
+    ax = fig.axes[0]
+    labels = ax.get_legend_handles_labels()[1]
+    assert labels[0] == f"score function: mean {score.mean():.3g}, variance {score.var(unbiased=False):.3g}"
+    assert labels[1].startswith("reparametrization: mean") and labels[2] == "exact gradient 2"
+    assert len(ax.patches) == 2 * 80, "one histogram of 80 bins per estimator"
+    assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
+    with pytest.raises(ValueError, match="samples is empty"):
+        bt.viz.plot_gradient_estimators({})
+    plt.close("all")
+
+
+def test_gradient_variance_bars_are_grouped_by_parameter_on_a_log_scale():
+    variances = {"weight sampling": {"fc1.weight_mu": 1e-2, "fc2.weight_mu": 3e-3},
+                 "LRT": {"fc1.weight_mu": 2e-4, "fc2.weight_mu": 1e-3}}
+    fig = bt.viz.plot_gradient_variance(variances)
+    ax = fig.axes[0]
+    heights = [bar.get_height() for bar in ax.patches]
+    assert heights == [1e-2, 3e-3, 2e-4, 1e-3], "one bar per method and parameter, methods in order"
+    assert ax.get_yscale() == "log"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["fc1.weight_mu", "fc2.weight_mu"]
+    assert ax.get_legend_handles_labels()[1] == ["weight sampling", "LRT"]
+    plt.close("all")

@@ -4,7 +4,7 @@
 - :mod:`~bnn_teach.viz.uncertainty`: regression bands, reliability diagram, in vs out of distribution.
 - :mod:`~bnn_teach.viz.mcmc`: traces, autocorrelation, effective sample size, 2-D samples.
 - :mod:`~bnn_teach.viz.widgets`: the 1-D regression explorer.
-- :mod:`~bnn_teach.viz.training`: training curves.
+- :mod:`~bnn_teach.viz.training`: training curves, gradient estimators and their variance.
 """
 from bnn_teach.viz.mcmc import (
     autocorrelation,
@@ -28,7 +28,7 @@ from bnn_teach.viz.sparsity import (
     save_animation,
     sparsification_slider,
 )
-from bnn_teach.viz.training import experiment_figure, plot_history
+from bnn_teach.viz.training import experiment_figure, plot_gradient_estimators, plot_gradient_variance, plot_history
 from bnn_teach.viz.uncertainty import (
     plot_certainty_grid,
     plot_gaussian_fits,
@@ -46,5 +46,6 @@ __all__ = [
     "save_animation", "sparsification_slider", "plot_regression_bands", "plot_reliability", "plot_uncertainty_hist",
     "plot_certainty_grid", "plot_gaussian_fits", "plot_uncertainty_map", "uncertainty_grid", "autocorrelation",
     "effective_sample_size", "plot_traces", "plot_autocorrelation", "plot_samples_2d", "plot_history",
-    "experiment_figure", "RegressionExplorer", "regression_explorer",
+    "experiment_figure", "plot_gradient_estimators", "plot_gradient_variance", "RegressionExplorer",
+    "regression_explorer",
 ]

@@ -14,13 +14,18 @@ def figure_png(fig, dpi: int = 90) -> bytes:
 
 
 def new_figure(**kwargs):
-    """A figure that pyplot does not track, so a notebook does not also show it below the widget.
+    """A figure that pyplot does not track, so a notebook does not also show it below the widget; as a
+    cell's value it shows as a PNG (``_repr_png_``) whether or not pyplot's inline backend is loaded.
 
     Its margins are fixed (no automatic layout): redrawing the same content gives the same pixels, and
     a picture does not shift as a slider moves.
     """
     from matplotlib.figure import Figure
 
-    fig = Figure(**kwargs)
+    class StaticFigure(Figure):
+        def _repr_png_(self):
+            return figure_png(self)
+
+    fig = StaticFigure(**kwargs)
     fig.subplots_adjust(left=0.14, right=0.97, bottom=0.13, top=0.9)
     return fig

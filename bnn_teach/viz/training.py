@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from bnn_teach import sparsity as _sp
 
-__all__ = ["plot_history", "experiment_figure", "SMOKE_TITLE"]
+__all__ = ["plot_history", "experiment_figure", "plot_gradient_estimators", "plot_gradient_variance", "SMOKE_TITLE"]
 
 SMOKE_TITLE = "SMOKE RUN (BNN_TEACH_FAST=1): checks that the code runs; not a result"
 LABELS = {"nll": "NLL per data point (nats)", "kl": "KL per data point (nats)", "test_acc": "test accuracy",
@@ -113,4 +113,63 @@ def experiment_figure(name: str, history=None, model=None, smoke_run: bool = Fal
     fig.suptitle(f"{name} · {SMOKE_TITLE}" if smoke_run else name, fontsize=10,
                  color="C3" if smoke_run else "black")
     fig.tight_layout()
+    return fig
+
+
+def plot_gradient_estimators(samples: dict, true_gradient: float | None = None, bins: int = 80, ax=None):
+    """Histograms of one-sample gradient estimates, one per estimator (lecture 2).
+
+    ``samples``: ``{label: 1-D tensor of estimates}`` (e.g. from :func:`bnn_teach.diagnostics.gradient_samples`);
+    each legend entry gives the estimator's mean and variance; ``true_gradient`` draws the exact value.
+    The bins span the central 98 % of all estimates so one long tail does not squash the rest.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not samples:
+        raise ValueError("samples is empty: give {label: estimates}")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6, 3.5))
+    values = {label: np.asarray(v.detach().cpu() if hasattr(v, "detach") else v, dtype=float).ravel()
+              for label, v in samples.items()}
+    everything = np.concatenate(list(values.values()))
+    lo, hi = np.percentile(everything, [1, 99])
+    edges = np.linspace(lo, hi, bins + 1)
+    for label, v in values.items():
+        ax.hist(np.clip(v, lo, hi), bins=edges, alpha=0.5, density=True,
+                label=f"{label}: mean {v.mean():.3g}, variance {v.var():.3g}")
+    if true_gradient is not None:
+        ax.axvline(true_gradient, color="k", ls="--", label=f"exact gradient {true_gradient:.3g}")
+    ax.set_xlabel("one-sample estimate of the gradient")
+    ax.set_ylabel("density")
+    ax.set_title("Two unbiased gradient estimators, very different variances")
+    ax.legend(fontsize=7, loc="upper left")
+    return fig
+
+
+def plot_gradient_variance(variances: dict, ax=None):
+    """Grouped bars on a log scale: the variance of each parameter's gradient, one bar colour per method
+    (lecture 3: weight sampling vs the local reparametrization trick).
+
+    ``variances``: ``{method: {parameter: variance}}``, e.g. from :func:`bnn_teach.diagnostics.gradient_variance`;
+    the parameters are those of the first method, in its order.
+    """
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    if not variances:
+        raise ValueError("variances is empty: give {method: {parameter: variance}}")
+    methods = list(variances)
+    params = list(variances[methods[0]])
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(5, 1.1 * len(params) + 2), 3.5))
+    width = 0.8 / len(methods)
+    x = np.arange(len(params))
+    for i, method in enumerate(methods):
+        ax.bar(x + (i - (len(methods) - 1) / 2) * width, [float(variances[method][p]) for p in params], width,
+               label=method)
+    ax.set_xticks(x, params, rotation=30, ha="right", fontsize=8)
+    ax.set_yscale("log")
+    ax.set_ylabel("gradient variance (mean over elements)")
+    ax.set_xlabel("parameter")
+    ax.set_title("Variance of the stochastic gradient")
+    ax.legend(fontsize=8)
     return fig

@@ -7,6 +7,7 @@ from torch import nn
 
 from bnn_teach import data as _data
 from bnn_teach.nn import BayesLinear, MCDropout
+from bnn_teach.objectives import gaussian_nll
 from bnn_teach.predict import predictive_regression
 from bnn_teach.priors import GaussianPrior
 from bnn_teach.train import fit
@@ -14,11 +15,6 @@ from bnn_teach.viz._png import figure_png, new_figure
 from bnn_teach.viz.uncertainty import plot_regression_bands
 
 __all__ = ["RegressionExplorer", "regression_explorer"]
-
-
-def _heteroscedastic_nll(out, y):
-    mean, log_var = out[:, :1], out[:, 1:]
-    return (0.5 * (log_var + (y - mean) ** 2 / torch.exp(log_var))).mean()
 
 
 class RegressionExplorer:
@@ -72,7 +68,7 @@ class RegressionExplorer:
         torch.manual_seed(self.seed)
         model = self.build()
         fit(model, (self.X, self.y), self.num_epochs, torch.optim.Adam(model.parameters(), lr=1e-2),
-            batch_size=32, kl_weight=float(self.values["kl_weight"]), nll_fn=_heteroscedastic_nll,
+            batch_size=32, kl_weight=float(self.values["kl_weight"]), nll_fn=gaussian_nll,
             progress=False)
         self.model = model
         self.prediction = predictive_regression(model, self.x_grid, num_samples=int(self.values["num_samples"]))
