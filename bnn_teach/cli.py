@@ -161,6 +161,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--fast", action="store_true", help="BNN_TEACH_FAST=1: small data and epochs, same code")
     p_run.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default 600)")
     p_run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p_run.add_argument("--check-answers", action="store_true",
+                       help="also run each check-yourself cell with its right answer and its typical mistakes")
     return parser
 
 
@@ -207,7 +209,8 @@ def _notebooks(args) -> int:
         return 0
     if args.timeout <= 0:
         raise UsageError(f"--timeout: must be a positive number of seconds, got {args.timeout}")
-    results = notebooks.run_notebooks(found, fast=args.fast, timeout=args.timeout, progress=not args.no_progress)
+    results = notebooks.run_notebooks(found, fast=args.fast, timeout=args.timeout, progress=not args.no_progress,
+                                      check_answers=args.check_answers)
     print(notebooks.format_results(results))
     return 0 if all(r.status == "ok" for r in results) else 1
 

@@ -159,3 +159,20 @@ def test_skeleton_problems_name_what_is_missing(tmp_path):
     assert any("check-yourself" in p for p in problems)
     assert any("## Summary" in p for p in problems) and any("## References" in p for p in problems)
 
+
+
+BAD_CHECK = '''# %%
+import bnn_teach as bt
+
+# %%
+answer = None
+bt.selfcheck.number(answer, expected=2.0, rtol=10.0, mistakes={1.0: "a mistake the loose tolerance accepts"})
+'''
+
+
+def test_run_check_answers_fails_a_check_that_accepts_its_named_mistake(tmp_path, capsys):
+    write(tmp_path, "loose.py", BAD_CHECK)
+    assert cli.main(["run", str(tmp_path), "--no-progress", "--timeout", "120"]) == 0, "runs top to bottom"
+    capsys.readouterr()
+    assert cli.main(["run", str(tmp_path), "--no-progress", "--timeout", "120", "--check-answers"]) == 1
+    assert "the check gave the wrong verdict on answer = 1.0" in capsys.readouterr().out

@@ -187,7 +187,8 @@ def test_gallery_renders_every_figure(fast_embedded, tmp_path):
     names = {p.name for p in paths}
     expected = {"history", "weights_patch", "input_tiles", "conv_filters", "mu_sigma", "log_alpha_hist",
                 "sparsity_bars", "experiment", "reliability", "in_vs_out", "certainty_grid", "regression_explorer",
-                "gaussian_fits", "moons_epistemic", "pruning_curve", "sgld_mixture", "traces", "autocorrelation"}
+                "gaussian_fits", "moons_epistemic", "pruning_curve", "sgld_mixture", "traces", "autocorrelation",
+                "gradient_estimators", "gradient_variance"}
     assert names == {n + ".png" for n in expected} | {"sparsification.gif"}
     assert all(p.stat().st_size > 1000 for p in paths)
 

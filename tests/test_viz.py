@@ -362,3 +362,14 @@ def test_gradient_variance_bars_are_grouped_by_parameter_on_a_log_scale():
     assert [t.get_text() for t in ax.get_xticklabels()] == ["fc1.weight_mu", "fc2.weight_mu"]
     assert ax.get_legend_handles_labels()[1] == ["weight sampling", "LRT"]
     plt.close("all")
+
+
+def test_plot_history_draws_one_axis_per_recorded_key_under_its_title():
+    history = History([{"epoch": e, "nll": 1.0 / e, "kl": 2.0 / e, "test_acc": 0.9 + e / 100} for e in (1, 2, 3)])
+    fig = bt.viz.plot_history(history, keys=("nll", "kl", "test_acc", "compression"), title="A run")
+    assert len(fig.axes) == 3, "compression was not recorded: no axis for it"
+    assert [ax.get_title() for ax in fig.axes] == ["nll", "kl", "test_acc"]
+    assert list(fig.axes[1].lines[0].get_ydata()) == [2.0, 1.0, 2.0 / 3]
+    assert fig.axes[0].get_ylabel() == "NLL per data point (nats)"
+    assert fig._suptitle.get_text() == "A run"
+    plt.close("all")

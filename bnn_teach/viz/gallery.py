@@ -96,6 +96,20 @@ def render_all(out_dir, epochs: int = 8, progress: bool = False) -> list[Path]:
             "KL(p || q)": bt.vi.fit_gaussian(target, "forward")}
     save(viz.plot_gaussian_fits(target, fits), "gaussian_fits")
 
+    g = torch.Generator().manual_seed(0)
+    estimates = {label: bt.diagnostics.gradient_samples(lambda w: w**2, 1.0, 1.0, 20_000, estimator, generator=g)
+                 for label, estimator in [("score function", "score"), ("reparametrization", "reparam")]}
+    save(viz.plot_gradient_estimators(estimates, true_gradient=2.0), "gradient_estimators")
+    variances = {}
+    for method, lrt in [("weight sampling", False), ("LRT", True)]:
+        for layer in bt.nn.bayesian_modules(moons):
+            layer.local_reparam = lrt
+        batches = [(Xm[i:i + 50], ym[i:i + 50]) for i in range(0, 200, 50)] * 5
+        variances[method] = bt.diagnostics.gradient_variance(
+            moons, torch.nn.functional.cross_entropy, batches,
+            {n: p for n, p in moons.named_parameters() if n.endswith(("weight_mu", "weight_rho"))})
+    save(viz.plot_gradient_variance(variances), "gradient_variance")
+
     explorer = viz.RegressionExplorer(num_epochs=100 if small else 300)
     save(explorer.figure, "regression_explorer")
 

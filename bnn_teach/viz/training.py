@@ -20,8 +20,9 @@ def _line(ax, x, y, **kwargs):
     return ax.plot(x, y, **kwargs)
 
 
-def plot_history(history, keys=("nll", "kl", "test_acc"), ax=None):
-    """Curves of ``history[key]`` against the epoch, one line per key present (each on its own axis)."""
+def plot_history(history, keys=("nll", "kl", "test_acc"), ax=None, title: str | None = None):
+    """Curves of ``history[key]`` against the epoch, one line per key present (each on its own axis);
+    ``title`` above them all."""
     import matplotlib.pyplot as plt
 
     present = [k for k in keys if history is not None and len(history) and k in history.keys()]
@@ -38,6 +39,8 @@ def plot_history(history, keys=("nll", "kl", "test_acc"), ax=None):
         a.legend(fontsize=8)
     if not present:
         axes[0].set_title("nothing recorded yet")
+    if title:
+        fig.suptitle(title)
     fig.tight_layout()
     return fig
 
