@@ -34,8 +34,9 @@ import bnn_teach as bt
 SEED = 0
 DEVICE = bt.utils.get_device()
 FAST = bt.utils.fast_mode()  # BNN_TEACH_FAST=1: fewer images and epochs, the same code
-TRAIN_SIZE = 2_000 if FAST else 10_000
-NUM_EPOCHS = 2 if FAST else 10
+TRAIN_SIZE = 2_000 if FAST else None  # None: every training image there is (60,000 with full MNIST)
+TEST_SIZE = 2_000 if FAST else None
+NUM_EPOCHS = 2 if FAST else 5
 NUM_MC = 5_000 if FAST else 20_000  # samples for the moment checks
 bt.utils.set_seed(SEED)
 
@@ -95,12 +96,12 @@ torch.testing.assert_close(mixture.log_prob(w), by_definition)
 print("the Gaussian KL and the mixture's log density match their references")
 
 # %% [markdown]
-# Now train the same network live, smaller: `TRAIN_SIZE` images for `NUM_EPOCHS` epochs, with each prior.
+# Now train the same network live, shorter: `NUM_EPOCHS` epochs (on fewer images in FAST mode), with each prior.
 # `bt.nn.bayesianize` swaps the `nn.Linear` layers of an ordinary network for `bt.nn.BayesLinear`.
 
 # %%
 X, y = bt.data.load_mnist("train", subset=TRAIN_SIZE)
-X_test, y_test = bt.data.load_mnist("test", subset=2_000)
+X_test, y_test = bt.data.load_mnist("test", subset=TEST_SIZE)
 
 
 def make_bbb(prior):
@@ -117,7 +118,7 @@ for name, prior in [("gaussian", bt.priors.GaussianPrior(1.0)), ("scale mixture"
                            test_data=(X_test, y_test), device=DEVICE)
     live[name] = model
     print(f"{name}: test error {100 * (1 - history[-1]['test_acc']):.2f} % after {NUM_EPOCHS} epochs "
-          f"on {TRAIN_SIZE:,} images")
+          f"on {len(X):,} images")
 
 # %% [markdown]
 # This is the **live** run (small); section 1 showed the **recorded** full run. Both priors learn, far
