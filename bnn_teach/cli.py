@@ -163,7 +163,72 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_run.add_argument("--check-answers", action="store_true",
                        help="also run each check-yourself cell with its right answer and its typical mistakes")
+    _add_grade_parser(sub)
     return parser
+
+
+def _add_grade_parser(sub):
+    p_grade = sub.add_parser("grade", help="nbgrader with the course's config: release, autograde, feedback, "
+                                           "scores, and the students' check before handing in")
+    actions = p_grade.add_subparsers(dest="action", required=True, metavar="ACTION")
+    root = dict(default=None, help="the course root (default: this repository)")
+    p = actions.add_parser("release", help="regenerate solutions/ID/ID.ipynb and the student release assignments/ID/")
+    p.add_argument("assignment")
+    p.add_argument("--root", **root)
+    p = actions.add_parser("autograde", help="grade course/submitted/STUDENT/ID/, each submission in isolation")
+    p.add_argument("assignment")
+    p.add_argument("--student", action="append", help="only this student (repeatable)")
+    p.add_argument("--timeout", type=float, default=600, help="seconds for one submission (default 600)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--root", **root)
+    p = actions.add_parser("feedback", help="HTML feedback for each graded student under course/feedback/")
+    p.add_argument("assignment")
+    p.add_argument("--root", **root)
+    p = actions.add_parser("scores", help="a table of every student's scores; optionally a CSV file and a histogram")
+    p.add_argument("--csv", default=None, help="also write the scores to this CSV file")
+    p.add_argument("--plot", default=None, help="also draw a histogram per assignment into this PNG file")
+    p.add_argument("--root", **root)
+    p = actions.add_parser("check", help="before handing in: same assignment, no test cell deleted, duplicated or "
+                                         "edited, and the notebook runs top to bottom")
+    p.add_argument("notebook")
+    p.add_argument("--no-run", action="store_true", help="check the cells only, do not run the notebook")
+    p.add_argument("--root", **root)
+
+
+def _grade(args) -> int:
+    from bnn_teach import grading
+    from bnn_teach.reproduce import UsageError
+
+    try:
+        if args.action == "release":
+            print(f"released {grading.release(args.assignment, root=args.root)}")
+            return 0
+        if args.action == "autograde":
+            results = grading.autograde(args.assignment, students=args.student, root=args.root,
+                                        timeout=args.timeout, progress=not args.no_progress)
+            width = max(len(r.student) for r in results)
+            for r in results:
+                print(f"{r.student:<{width}}  {r.score:g}/{r.max_score:g}" + "".join(f"\n  {p}" for p in r.problems))
+            return 0
+        if args.action == "feedback":
+            print(f"feedback in {grading.feedback(args.assignment, root=args.root)}/")
+            return 0
+        if args.action == "scores":
+            rows = grading.scores(root=args.root)
+            print(grading.format_scores(rows) if rows else "no graded submissions yet")
+            if args.csv:
+                print(f"wrote {grading.write_scores_csv(rows, args.csv)}")
+            if args.plot:
+                print(f"wrote {grading.plot_scores(rows, args.plot)}")
+            return 0
+        problems = grading.check_submission(args.notebook, root=args.root, run=not args.no_run)
+    except FileNotFoundError as err:
+        raise UsageError(str(err)) from None
+    for problem in problems:
+        print(problem)
+    if not problems:
+        print(f"{Path(args.notebook).name}: ready to hand in")
+    return 1 if problems else 0
 
 
 def _run(args) -> int:
@@ -182,6 +247,8 @@ def _run(args) -> int:
         return gallery_main([args.out_dir])
     if args.command in ("notebooks", "run"):
         return _notebooks(args)
+    if args.command == "grade":
+        return _grade(args)
     raise reproduce.UsageError(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
 
 

@@ -54,7 +54,9 @@ def colab_badge(notebook: str) -> str:
 def skeleton_problems(source, root=None) -> list[str]:
     """What ``source`` lacks of the course's notebook skeleton (DESIGN.md, "Notebooks"), one line each:
     a title with its Colab badge, :data:`SETUP_CELL` as the first code cell, a parameters cell
-    (``SEED``, ``DEVICE``, ``FAST``), two or more check-yourself cells, a summary and references."""
+    (``SEED``, ``DEVICE``, ``FAST``) and, for a lecture, two or more check-yourself cells, a summary and
+    references. An assignment's badge (``solutions/<id>/<id>.py``) opens its student release
+    ``assignments/<id>/<id>.ipynb``; it is graded, so it has no check-yourself cells."""
     import jupytext
 
     source = Path(source).resolve()
@@ -65,6 +67,9 @@ def skeleton_problems(source, root=None) -> list[str]:
     if first is None or first.cell_type != "markdown" or not first.source.startswith("# "):
         problems.append("the first cell is not a markdown title ('# ...')")
     relative = source.with_suffix(".ipynb").relative_to(root).as_posix()
+    assignment = relative.startswith("solutions/")
+    if assignment:
+        relative = "assignments/" + relative.removeprefix("solutions/")
     if first is None or colab_badge(relative) not in first.source:
         problems.append(f"the title cell lacks the Colab badge: {colab_badge(relative)}")
     code = [cell.source for cell in cells if cell.cell_type == "code"]
@@ -72,6 +77,8 @@ def skeleton_problems(source, root=None) -> list[str]:
         problems.append("the first code cell is not notebooks.SETUP_CELL word for word")
     if not any(all(part in text for part in PARAMETERS) for text in code):
         problems.append("no parameters cell with " + ", ".join(PARAMETERS))
+    if assignment:
+        return problems
     checks = [text for text in code if SELF_CHECK.search(text)]
     if len(checks) < 2:
         problems.append(f"{len(checks)} check-yourself cell(s) (bt.selfcheck); a lecture has two or three")
@@ -103,7 +110,8 @@ def sources(targets=None, root=None) -> list[Path]:
         if not path.exists() and str(target) in FOLDERS:
             path = root / target
         if path.is_dir():
-            found += sorted(p for p in path.glob("*.py") if not p.name.startswith("_"))
+            found += sorted(p for p in path.rglob("*.py")
+                            if not p.name.startswith("_") and ".ipynb_checkpoints" not in p.parts)
         elif path.suffix == ".ipynb" and path.with_suffix(".py").exists():
             found.append(path.with_suffix(".py"))
         elif path.suffix == ".py" and path.exists():

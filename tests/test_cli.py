@@ -171,14 +171,22 @@ def test_real_sigint_prints_one_line_and_no_traceback(isolated_data, tmp_path):
 
     env = {**os.environ, "BNN_TEACH_FAST": "1", "MPLBACKEND": "Agg"}
     out = tmp_path / "run"
-    proc = subprocess.Popen([sys.executable, "-m", "bnn_teach.cli", "reproduce", "sparsevd-lenet300", "--epochs", "50",
-                             "--out", str(out), "--no-progress"], env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    deadline = time.monotonic() + 240
-    while not (out / "sparsevd-lenet300.ckpt").exists() and time.monotonic() < deadline and proc.poll() is None:
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGINT)
-    _, err = proc.communicate(timeout=120)
+    # far more epochs than the test waits for: the run must still be going when the signal comes. The child
+    # gets the default SIGINT handler even where this test runs in the background (a shell's `&` ignores it).
+    proc = subprocess.Popen([sys.executable, "-m", "bnn_teach.cli", "reproduce", "sparsevd-lenet300",
+                             "--epochs", "100000", "--out", str(out), "--no-progress"], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    try:
+        deadline = time.monotonic() + 240
+        while not (out / "sparsevd-lenet300.ckpt").exists() and time.monotonic() < deadline and proc.poll() is None:
+            time.sleep(0.2)
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    finally:
+        if proc.poll() is None:  # never leave the run behind
+            proc.kill()
+            proc.wait()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     last = err.strip().splitlines()[-1]

@@ -90,11 +90,8 @@ def test_committed_notebook_matches_its_source(source):
     assert notebooks.stale([source]) == [], f"run `make notebooks`: {source.with_suffix('.ipynb')} is out of date"
 
 
-LECTURES = [p for p in COURSE_SOURCES if p.parent.name == "lectures"]
-
-
-@pytest.mark.parametrize("source", LECTURES, ids=[p.name for p in LECTURES])
-def test_lecture_follows_the_skeleton(source):
+@pytest.mark.parametrize("source", COURSE_SOURCES, ids=[p.name for p in COURSE_SOURCES])
+def test_notebook_follows_the_skeleton(source):
     assert notebooks.skeleton_problems(source) == []
 
 

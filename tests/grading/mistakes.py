@@ -1,0 +1,24 @@
+"""Typical mistakes, as edits of the solution, and the test cells each must lose (tests/test_grading.py).
+
+``MISTAKES[assignment][name] = (solution cell grade_id, text in the solution, replacement, cells that lose points)``;
+every other test cell keeps its full marks.
+"""
+
+MISTAKES = {
+    "A1_reparam_kl": {
+        "exp_for_softplus": ("sample_weights", "F.softplus(rho) * eps", "torch.exp(rho) * eps",
+                             {"test_sample_weights", "test_bayes_linear_moments"}),
+        "kl_reversed": ("kl_gaussian",
+                        "torch.log(sigma_p / sigma_q) + (sigma_q**2 + (mu_q - mu_p) ** 2) / (2 * sigma_p**2) - 0.5",
+                        "torch.log(sigma_q / sigma_p) + (sigma_p**2 + (mu_p - mu_q) ** 2) / (2 * sigma_q**2) - 0.5",
+                        {"test_kl_gaussian_values", "test_bayes_linear_kl", "test_bbb_regression"}),
+        "variance_as_std": ("bayes_linear",
+                            "sample_weights(self.weight_mu, self.weight_rho, torch.randn_like(self.weight_mu))",
+                            "self.weight_mu + F.softplus(self.weight_rho) ** 2 * torch.randn_like(self.weight_mu)",
+                            {"test_bayes_linear_moments"}),
+        "kl_not_divided_by_num_data": ("elbo_and_training", "return nll + kl / num_data", "return nll + kl",
+                                       {"test_elbo_loss", "test_bbb_regression"}),
+        "monte_carlo_sign": ("kl_monte_carlo", "return (log_q - log_prior(w)).mean(0)",
+                             "return (log_prior(w) - log_q).mean(0)", {"test_kl_monte_carlo"}),
+    },
+}
