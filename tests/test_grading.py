@@ -1,7 +1,7 @@
 """The graded path: release, autograde, feedback, scores and the student's check, on a private copy of the course.
 
 For every assignment: the release regenerated from solutions/ matches the committed one; the solution gets
-full marks on every test cell, the blank release zero; each typical mistake of tests/grading/mistakes.py
+full marks on every test cell, the blank release zero; each typical mistake of tests/grading_fixtures/mistakes.py
 loses exactly the cells it names. Hostile submissions are graded without stopping the run or changing
 anyone else's grade.
 """
@@ -11,9 +11,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
+from grading_fixtures.mistakes import MISTAKES
 
 from bnn_teach import cli, grading
-from tests.grading.mistakes import MISTAKES
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir() and not p.name.startswith("."))
