@@ -22,3 +22,17 @@ MISTAKES = {
                              "return (log_prior(w) - log_q).mean(0)", {"test_kl_monte_carlo"}),
     },
 }
+
+MISTAKES["A2_bbb_lrt"] = {
+    "lrt_without_square_root": ("lrt_linear", "return mean + torch.sqrt(var) * eps", "return mean + var * eps",
+                                {"test_lrt_linear"}),
+    "conv_sigma_not_squared": ("lrt_conv2d", "F.conv2d(x**2, weight_sigma**2,", "F.conv2d(x**2, weight_sigma,",
+                               {"test_lrt_conv2d"}),
+    "kl_not_divided_by_num_data": ("negative_elbo", "F.cross_entropy(logits, y) + kl / num_data",
+                                   "F.cross_entropy(logits, y) + kl", {"test_negative_elbo", "test_train_accuracy"}),
+    "nll_of_each_sample": ("accuracy_nll", "return float(-torch.log(p_bar[torch.arange(len(y)), y]).mean())",
+                           "return float(-torch.log(probs[:, torch.arange(len(y)), y]).mean())",
+                           {"test_accuracy_nll"}),
+    "ece_bins_unweighted": ("ece", "total += float(inside.double().mean()) * abs(",
+                            "total += (1 / num_bins) * abs(", {"test_ece"}),
+}
