@@ -36,3 +36,18 @@ MISTAKES["A2_bbb_lrt"] = {
     "ece_bins_unweighted": ("ece", "total += float(inside.double().mean()) * abs(",
                             "total += (1 / num_bins) * abs(", {"test_ece"}),
 }
+
+MISTAKES["A3_mc_dropout"] = {
+    "whole_model_in_train_mode": ("mc_dropout_predict",
+                                  "model.eval()\n    for module in model.modules():\n        if isinstance(module, "
+                                  "nn.Dropout):\n            module.train()",
+                                  "model.train()", {"test_mc_dropout_batchnorm"}),
+    "entropy_in_bits": ("decompose", "torch.log(p.clamp_min(1e-30))", "torch.log2(p.clamp_min(1e-30))",
+                        {"test_decompose_textbook", "test_decompose_values"}),
+    "aleatoric_as_entropy_of_mean": ("decompose", "aleatoric = entropy(probs).mean(0)",
+                                     "aleatoric = entropy(probs.mean(0))",
+                                     {"test_decompose_textbook", "test_decompose_values", "test_ood"}),
+    "auroc_ties_ignored": ("auroc", "return float(greater + 0.5 * ties)", "return float(greater)", {"test_auroc"}),
+    "ood_labels_reversed": ("ood_auroc", "torch.cat([torch.zeros(len(X_in)), torch.ones(len(X_out))])",
+                            "torch.cat([torch.ones(len(X_in)), torch.zeros(len(X_out))])", {"test_ood"}),
+}
