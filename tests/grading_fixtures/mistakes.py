@@ -51,3 +51,15 @@ MISTAKES["A3_mc_dropout"] = {
     "ood_labels_reversed": ("ood_auroc", "torch.cat([torch.zeros(len(X_in)), torch.ones(len(X_out))])",
                             "torch.cat([torch.ones(len(X_in)), torch.zeros(len(X_out))])", {"test_ood"}),
 }
+
+MISTAKES["A4_sparsevd"] = {
+    "theta_not_squared": ("log_alpha", "torch.log(theta**2 + 1e-8)", "torch.log(theta.abs() + 1e-8)",
+                          {"test_log_alpha", "test_svdo_eval_pruned", "test_svdo_kl", "test_lenet_sparsifies"}),
+    "kl_without_constant": ("kl_sparsevd", "return K1 - K1 * torch.sigmoid(", "return -K1 * torch.sigmoid(",
+                            {"test_kl_sparsevd", "test_svdo_kl"}),
+    "variance_as_std_in_forward": ("linear_svdo", "return mean + torch.sqrt(var + 1e-8) * torch.randn_like(mean)",
+                                   "return mean + (var + 1e-8) * torch.randn_like(mean)",
+                                   {"test_svdo_train_moments"}),
+    "eval_not_pruned": ("linear_svdo", "return x @ (self.weight * mask).T + self.bias",
+                        "return x @ self.weight.T + self.bias", {"test_svdo_eval_pruned"}),
+}
