@@ -63,3 +63,16 @@ MISTAKES["A4_sparsevd"] = {
     "eval_not_pruned": ("linear_svdo", "return x @ (self.weight * mask).T + self.bias",
                         "return x @ self.weight.T + self.bias", {"test_svdo_eval_pruned"}),
 }
+
+MISTAKES["A6_sgmcmc"] = {
+    "sgld_noise_variance_lr": ("sgld_step", "math.sqrt(2 * lr * temperature) * noise",
+                               "math.sqrt(lr * temperature) * noise", {"test_sgld_step", "test_run_sgld"}),
+    "sghmc_noise_without_friction": ("sghmc_step", "math.sqrt(2 * friction * lr * temperature)",
+                                     "math.sqrt(2 * lr * temperature)", {"test_sghmc_step"}),
+    "gradient_not_scaled_to_the_data": ("run_sgld", "grad = (n / batch_size) * X[idx].T", "grad = X[idx].T",
+                                        {"test_run_sgld"}),
+    "ensemble_averages_logits": ("ensemble",
+                                 "probs.append(torch.softmax(model(X), dim=-1))\n    return torch.stack(probs).mean(0)",
+                                 "probs.append(model(X))\n    return torch.softmax(torch.stack(probs).mean(0), -1)",
+                                 {"test_ensemble_shapes"}),
+}
