@@ -76,3 +76,14 @@ MISTAKES["A6_sgmcmc"] = {
                                  "probs.append(model(X))\n    return torch.softmax(torch.stack(probs).mean(0), -1)",
                                  {"test_ensemble_shapes"}),
 }
+
+MISTAKES["A5_ard_groups"] = {
+    "prior_sd_for_variance": ("ard", "return theta**2 + sigma**2", "return (theta**2 + sigma**2).sqrt()",
+                              {"test_ard_prior"}),
+    "kl_ard_without_half": ("ard", "return 0.5 * F.softplus(-log_alpha)", "return F.softplus(-log_alpha)",
+                            {"test_kl_ard"}),
+    "group_variance_as_std": ("group_input", "torch.exp(0.5 * z_log_sigma2) * torch.randn_like(x)",
+                              "torch.exp(z_log_sigma2) * torch.randn_like(x)", {"test_group_input_moments"}),
+    "shrink_without_the_mask": ("shrink", "(layer.mean_weight() * layer.pruning_mask()).detach()",
+                                "layer.mean_weight().detach()", {"test_shrink"}),
+}
