@@ -227,8 +227,10 @@ def _merge(root: Path, result: GradeResult) -> None:
 def autograde(assignment: str, students=None, root=None, timeout: float = 600,
               progress: bool = True) -> list[GradeResult]:
     """Autograde ``course/submitted/<student>/<assignment>/`` for each student (default: all who
-    submitted), each in isolation, and merge each one's scores into ``course/gradebook.db``.
-    ``timeout``: seconds for one whole submission."""
+    submitted), each in isolation, and merge each one's scores into ``course/gradebook.db``. Each
+    result lists its problems: test cells edited or deleted (nbgrader grades the originals), a crash
+    or timeout, files outside its copy that its code changed (restored). ``timeout``: seconds for one
+    whole submission."""
     from tqdm.auto import tqdm
 
     root = course_root(root)
@@ -250,6 +252,9 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 600,
             if not folder.is_dir():
                 raise FileNotFoundError(f"{student} has not submitted {assignment} "
                                         f"({submitted / student / assignment})")
+            notebook = folder / f"{assignment}.ipynb"
+            structure = (check_submission(notebook, root=root, run=False) if notebook.exists()
+                         else [f"no {assignment}.ipynb in the submission (the file name must stay {assignment}.ipynb)"])
             protected = {**_digests(submitted), **_digests(root / "course" / "gradebook.db")}
             db_before = hashlib.sha256((root / "course" / "gradebook.db").read_bytes()).hexdigest()
             result = _grade_one(root, assignment, student, folder, tmp / "work" / student, timeout)
@@ -258,6 +263,7 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 600,
             if hashlib.sha256((root / "course" / "gradebook.db").read_bytes()).hexdigest() != db_before:
                 shutil.copy2(snapshot / "gradebook.db", root / "course" / "gradebook.db")
                 touched.append(str(root / "course" / "gradebook.db"))
+            result.problems[:0] = structure  # edited or deleted test cells: nbgrader graded the originals
             if touched:
                 result.problems.append("the submission changed files outside its own copy; restored: "
                                        + ", ".join(touched))

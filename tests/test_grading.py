@@ -148,6 +148,8 @@ def test_hostile_submissions_are_graded_without_touching_anyone_else(tmp_path):
     assert results["leaver"].cells["test_sample_weights"][0] == 3
     assert any("restored" in p for p in results["vandal"].problems), results["vandal"].problems
     assert results["editor"].cells["test_kl_gaussian_basic"][0] == 0, "the edited test cell was put back"
+    assert any("test_kl_gaussian_basic was edited" in p for p in results["editor"].problems), "and reported"
+    assert any("test_kl_gaussian_values is missing" in p for p in results["deleter"].problems)
     assert results["deleter"].cells["test_kl_gaussian_values"][0] == 0, "the deleted test cell still counts"
 
     assert honest.read_text() == honest_text, "alice's submission was restored"
