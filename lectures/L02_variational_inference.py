@@ -172,8 +172,8 @@ assert (mean_field_sd < Sigma.diagonal().sqrt()).all()
 # expectation. Divided by $N$, the loss the course minimises everywhere is
 #
 # $$\mathcal L = -\frac{\text{ELBO}}{N}
-#   \approx \underbrace{\frac1B \sum_{i \in \text{batch}} -\log p(y_i \mid x_i, w)}_{\texttt{nll}}
-#   + \texttt{kl\_weight}\cdot\frac{\mathrm{KL}(q\|p)}{N},
+#   \approx \underbrace{\frac1B \sum_{i \in \text{batch}} -\log p(y_i \mid x_i, w)}_{\mathtt{nll}}
+#   + \mathtt{kl\_weight}\cdot\frac{\mathrm{KL}(q\|p)}{N},
 #   \qquad w \sim q,$$
 #
 # `bt.objectives.elbo_loss(nll, kl, num_data)`. Dividing by $N$ changes neither the optimum nor the

@@ -268,7 +268,7 @@ assert torch.allclose(kl, expected, rtol=1e-6), "kl() differs from the sum of th
 #
 # The course minimises the negative ELBO divided by the number of training points $N$:
 #
-# $$\mathcal L = \underbrace{\text{mean NLL of the batch}}_{\texttt{nll}} + \frac{\mathrm{KL}(q\|p)}{N} .$$
+# $$\mathcal L = \underbrace{\text{mean NLL of the batch}}_{\mathtt{nll}} + \frac{\mathrm{KL}(q\|p)}{N} .$$
 #
 # Write `elbo_loss(nll, kl, num_data)` and `train_bbb(model, X, y, num_epochs, batch_size, lr)`: Adam
 # on mini-batches (reshuffled each epoch), one weight sample per step, with the Gaussian NLL of a known
