@@ -3,7 +3,6 @@ a private copy of the course, nbgrader in a subprocess, the scores merged into t
 
     python benchmarks/grading.py            (target: <= 60 s per student on 2 CPU cores)
 """
-import copy
 import shutil
 import sys
 import tempfile
@@ -29,16 +28,9 @@ def main() -> int:
             shutil.copytree(ROOT / "solutions" / name, root / "solutions" / name)
             shutil.copytree(ROOT / "assignments" / name, root / "assignments" / name)
             grading.release(name, root=root)
-            solution = nbformat.read(root / "solutions" / name / f"{name}.ipynb", as_version=4)
-            answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
-                       if c.metadata.get("nbgrader", {}).get("solution")}
-            submission = copy.deepcopy(nbformat.read(root / "assignments" / name / f"{name}.ipynb", as_version=4))
-            for cell in submission.cells:
-                if cell.metadata.get("nbgrader", {}).get("solution"):
-                    cell.source = answers[cell.metadata["nbgrader"]["grade_id"]]
             folder = root / "course" / "submitted" / "student" / name
             folder.mkdir(parents=True)
-            nbformat.write(submission, folder / f"{name}.ipynb")
+            nbformat.write(grading.solution_submission(name, root=root), folder / f"{name}.ipynb")
             start = time.perf_counter()
             [result] = grading.autograde(name, root=root, progress=False)
             seconds = time.perf_counter() - start

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["hidden", "ReferenceHidden", "release", "autograde", "feedback", "scores", "check_submission",
-           "GradeResult"]
+           "solution_submission", "GradeResult"]
 
 CONFIG = Path("course") / "nbgrader_config.py"
 
@@ -120,6 +120,22 @@ def release(assignment: str, root=None) -> Path:
     if done.returncode != 0:
         raise RuntimeError(f"nbgrader generate_assignment {assignment} failed:\n{done.stdout}{done.stderr}")
     return root / "assignments" / assignment / f"{assignment}.ipynb"
+
+
+def solution_submission(assignment: str, root=None):
+    """The released notebook with every solution cell filled in from ``solutions/<id>/<id>.ipynb``: what a
+    student who got everything right hands in (to check the tests before a release)."""
+    import nbformat
+
+    root = course_root(root)
+    release_notebook = nbformat.read(root / "assignments" / assignment / f"{assignment}.ipynb", as_version=4)
+    solution = nbformat.read(root / "solutions" / assignment / f"{assignment}.ipynb", as_version=4)
+    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
+               if c.metadata.get("nbgrader", {}).get("solution")}
+    for cell in release_notebook.cells:
+        if cell.metadata.get("nbgrader", {}).get("solution"):
+            cell.source = answers[cell.metadata["nbgrader"]["grade_id"]]
+    return release_notebook
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -247,6 +263,7 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 600,
         snapshot = tmp / "snapshot"  # every submission and the gradebook, before anyone's code runs
         shutil.copytree(submitted, snapshot / "submitted")
         shutil.copy2(root / "course" / "gradebook.db", snapshot / "gradebook.db")
+        before = _digests(submitted)  # the same before every student: each run's changes are undone after it
         for student in tqdm(students, desc=f"autograde {assignment}", unit="student", disable=not progress):
             folder = snapshot / "submitted" / student / assignment
             if not folder.is_dir():
@@ -255,20 +272,18 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 600,
             notebook = folder / f"{assignment}.ipynb"
             structure = (check_submission(notebook, root=root, run=False) if notebook.exists()
                          else [f"no {assignment}.ipynb in the submission (the file name must stay {assignment}.ipynb)"])
-            protected = {**_digests(submitted), **_digests(root / "course" / "gradebook.db")}
-            db_before = hashlib.sha256((root / "course" / "gradebook.db").read_bytes()).hexdigest()
             result = _grade_one(root, assignment, student, folder, tmp / "work" / student, timeout)
-            touched = _restore({p: d for p, d in protected.items() if p.is_relative_to(submitted)},
-                               snapshot / "submitted", submitted)
-            if hashlib.sha256((root / "course" / "gradebook.db").read_bytes()).hexdigest() != db_before:
-                shutil.copy2(snapshot / "gradebook.db", root / "course" / "gradebook.db")
-                touched.append(str(root / "course" / "gradebook.db"))
+            touched = _restore(before, snapshot / "submitted", submitted)
+            gradebook = root / "course" / "gradebook.db"
+            if gradebook.read_bytes() != (snapshot / "gradebook.db").read_bytes():
+                shutil.copy2(snapshot / "gradebook.db", gradebook)
+                touched.append(str(gradebook))
             result.problems[:0] = structure  # edited or deleted test cells: nbgrader graded the originals
             if touched:
                 result.problems.append("the submission changed files outside its own copy; restored: "
                                        + ", ".join(touched))
             _merge(root, result)
-            shutil.copy2(root / "course" / "gradebook.db", snapshot / "gradebook.db")  # the new good state
+            shutil.copy2(gradebook, snapshot / "gradebook.db")  # the new good state
             results.append(result)
     return results
 

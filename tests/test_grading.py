@@ -41,20 +41,12 @@ def graded_cells(notebook):
 
 
 def solution_submission(root, name, edit=None):
-    """The released notebook with every solution cell filled in from the solutions; ``edit`` =
-    (grade_id, old, new) changes one of them (a mistake)."""
-    release = nbformat.read(root / "assignments" / name / f"{name}.ipynb", as_version=4)
-    solution = nbformat.read(root / "solutions" / name / f"{name}.ipynb", as_version=4)
-    answers = {c.metadata["nbgrader"]["grade_id"]: c.source for c in solution.cells
-               if c.metadata.get("nbgrader", {}).get("solution")}
-    submission = copy.deepcopy(release)
+    """grading.solution_submission; ``edit`` = (grade_id, old, new) changes one solution cell (a mistake)."""
+    submission = grading.solution_submission(name, root=root)
     for cell in submission.cells:
-        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
-        if cell.metadata.get("nbgrader", {}).get("solution"):
-            cell.source = answers[grade_id]
-            if edit and edit[0] == grade_id:
-                assert edit[1] in cell.source, f"the mistake's text is not in the solution of {grade_id}"
-                cell.source = cell.source.replace(edit[1], edit[2])
+        if edit and cell.metadata.get("nbgrader", {}).get("grade_id") == edit[0]:
+            assert edit[1] in cell.source, f"the mistake's text is not in the solution of {edit[0]}"
+            cell.source = cell.source.replace(edit[1], edit[2])
     return submission
 
 
