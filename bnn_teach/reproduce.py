@@ -154,6 +154,7 @@ class Context:
     settings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
     train_seconds: dict = field(default_factory=dict)   # part -> training seconds over the whole run
+    frames: dict | None = None                           # SparsityRecorder.to_dict() of the run, if it records
     earlier_seconds: float = 0.0                         # of those, spent before this invocation
     _out_ready: bool = False
 
@@ -177,7 +178,7 @@ class Context:
 
 
 SETTINGS_FILE = "settings.json"
-RUN_FILES = ("results.json", "history.json", "figure.png")
+RUN_FILES = ("results.json", "history.json", "figure.png", "frames.json")
 BATCH_SIZE = 100
 
 
@@ -251,8 +252,11 @@ def _mnist(ctx: Context, train_subset=None, test_subset=None):
 
 
 def train_resumable(ctx: Context, name: str, model: nn.Module, optimizer, train_data, test_data, num_epochs: int,
-                    kl_weight=1.0, scheduler=None, batch_size: int = BATCH_SIZE) -> History:
+                    kl_weight=1.0, scheduler=None, batch_size: int = BATCH_SIZE, recorder=None) -> History:
     """``fit`` with a checkpoint after every epoch in ``ctx.out/name.ckpt``; resumes where it stopped.
+
+    A :class:`~bnn_teach.viz.SparsityRecorder` given as ``recorder`` records the epochs (and is kept in
+    the checkpoint, so a resumed run has all its frames); its last frame is the last epoch.
 
     The checkpoint keeps the run's settings, this part's epochs and batch size, the data's identity
     (:func:`data_identity`) and the training seconds so far. A checkpoint with other settings or data
@@ -271,6 +275,8 @@ def train_resumable(ctx: Context, name: str, model: nn.Module, optimizer, train_
         if scheduler is not None and state.get("scheduler"):
             scheduler.load_state_dict(state["scheduler"])
         history = History(state["history"])
+        if recorder is not None and state.get("recorder"):
+            recorder.__dict__.update(type(recorder).from_dict(state["recorder"]).__dict__)
         torch.set_rng_state(state["rng"])
         elapsed_before = float(state.get("elapsed", 0.0))
         ctx.earlier_seconds += elapsed_before
@@ -286,6 +292,7 @@ def train_resumable(ctx: Context, name: str, model: nn.Module, optimizer, train_
         _save_atomic({"model": model.state_dict(), "optimizer": optimizer.state_dict(),
                       "scheduler": scheduler.state_dict() if scheduler is not None else None,
                       "history": history.records, "rng": torch.get_rng_state(), "settings": settings,
+                      "recorder": recorder.to_dict() if recorder is not None else None,
                       "elapsed": elapsed_before + time.perf_counter() - started}, ckpt)
         saved["epoch"] = epoch
 
@@ -293,6 +300,8 @@ def train_resumable(ctx: Context, name: str, model: nn.Module, optimizer, train_
         history.records[-1]["compression"] = sparsity.compression_ratio(model)
 
     callbacks = [checkpoint]
+    if recorder is not None:
+        callbacks.insert(0, recorder)
     if any(isinstance(m, (LinearSVDO, Conv2dSVDO)) for m in model.modules()):  # ARD and group layers too
         callbacks.insert(0, record_compression)
     remaining = num_epochs - len(history)
@@ -305,6 +314,8 @@ def train_resumable(ctx: Context, name: str, model: nn.Module, optimizer, train_
             raise RunInterrupted(name, saved["epoch"], ctx.restart) from None
     ctx.train_seconds[name] = elapsed_before + (time.perf_counter() - started if remaining > 0 else 0.0)
     model.eval()
+    if recorder is not None and len(history):
+        recorder.record(len(history), model, history)
     return history
 
 
@@ -361,13 +372,30 @@ def _sparsevd(ctx: Context, builder, name: str, lr_hold: float):
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
     scheduler = _linear_decay(optimizer, epochs, ctx.lr_floor, hold=lr_hold)
     kl_weight = objectives.linear_warmup(max(1, 3 * epochs // 40), delay=epochs // 40)
+    recorder = _frames_recorder(model)
     history = train_resumable(ctx, name, model, optimizer, train_data, test_data, epochs,
-                              kl_weight=kl_weight, scheduler=scheduler)
+                              kl_weight=kl_weight, scheduler=scheduler, recorder=recorder)
+    ctx.frames = recorder.to_dict()
     ours = _summary(model, test_data)
+    first = sparsity.prunable_layers(model)[0][1]
+    if first.weight.dim() == 2:  # which input pixels any unit of the first layer still reads
+        ours["input pixels kept"] = sparsity.weight_mask(first).any(0).int().tolist()
     ours.update(epochs=epochs, lr=lr, lr_hold=lr_hold, lr_floor=ctx.lr_floor, train_images=len(train_data[0]),
                 seconds=round(ctx.train_seconds[name], 1),
                 csr_bytes=sparsity.storage_bytes(model, "csr"), dense_bytes=sparsity.storage_bytes(model, "dense"))
     return ours, history, model
+
+
+def _frames_recorder(model):
+    """What a recorded run keeps of its sparsification (masks only, ~64 frames): LeNet-300-100's first 100
+    input tiles, or LeNet-5's two convolutions' kernels."""
+    from bnn_teach.viz import SparsityRecorder
+
+    layers = [name for name, layer in sparsity.prunable_layers(model) if layer.weight.dim() == 4]
+    if layers:
+        return SparsityRecorder(max_frames=64, layers=layers, scores=False)
+    return SparsityRecorder(max_frames=64, layers=[sparsity.prunable_layers(model)[0][0]], max_units=100,
+                            scores=False)
 
 
 def sparsevd_lenet300(ctx: Context):
@@ -689,6 +717,8 @@ def run(name: str, epochs: int | None = None, device=None, out=None, restart: bo
     _write_atomic(out / "results.json", json.dumps(result, indent=1))
     if history is not None:
         history.to_json(out / "history.json")
+    if ctx.frames is not None:
+        _write_atomic(out / "frames.json", json.dumps(ctx.frames))
     _figure(name, history, model, out / "figure.png", smoke_run=ctx.fast)
     print(_table(name, ours, smoke_run=ctx.fast))
     print(f"  results, history and figure in {out}/")
@@ -782,9 +812,11 @@ def main_from_args(args) -> int:
 
 
 # The full runs the lectures show (too long to train live), shipped in the package: one folder per
-# experiment with its results.json and history.json, and SHA256SUMS over all of them.
+# experiment with its results.json and history.json (and frames.json where the run records its
+# sparsification), and SHA256SUMS over all of them.
 RECORDED = Path(__file__).resolve().parent / "recorded"
 RECORDED_FILES = ("results.json", "history.json")
+OPTIONAL_FILES = ("frames.json",)
 MANIFEST = "SHA256SUMS"
 
 
@@ -804,7 +836,8 @@ def _manifest(folder: Path) -> dict:
 
 
 def record(name: str, out, folder=None) -> Path:
-    """Copy the full run in ``out`` (``results.json``, ``history.json``) into the package's recorded runs
+    """Copy the full run in ``out`` (``results.json``, ``history.json``, ``frames.json`` if the run wrote it)
+    into the package's recorded runs
     (``folder``, default ``bnn_teach/recorded``) as ``<folder>/<name>/`` and update ``SHA256SUMS``.
     ``bnn-teach reproduce NAME --record`` runs the experiment and then this. A smoke run is refused."""
     if name not in EXPERIMENTS:
@@ -821,7 +854,10 @@ def record(name: str, out, folder=None) -> Path:
     target = folder / name
     target.mkdir(parents=True, exist_ok=True)
     sums = _manifest(folder)
-    for file in RECORDED_FILES:
+    for file in OPTIONAL_FILES:  # a file the new run lacks must not stay behind from an older one
+        (target / file).unlink(missing_ok=True)
+        sums.pop(f"{name}/{file}", None)
+    for file in RECORDED_FILES + tuple(f for f in OPTIONAL_FILES if (out / f).exists()):
         text = (out / file).read_text()
         _write_atomic(target / file, text)
         sums[f"{name}/{file}"] = _sha256(target / file)
@@ -830,22 +866,29 @@ def record(name: str, out, folder=None) -> Path:
 
 
 def load_recorded(name: str, folder=None) -> dict:
-    """The recorded full run of experiment ``name``: ``{"results": dict, "history": History}``.
+    """The recorded full run of experiment ``name``: ``{"results": dict, "history": History, "frames":
+    SparsityRecorder or None}`` (``frames``: the sparsification, for runs that record it).
 
     Its files are checked against ``SHA256SUMS``; a missing or changed file raises
     :class:`RecordedRunError` naming the file and the command that records it again."""
     folder = Path(folder) if folder is not None else RECORDED
     again = f"record it again with: bnn-teach reproduce {name} --record"
     sums = _manifest(folder)
-    for file in RECORDED_FILES:
+    optional = tuple(f for f in OPTIONAL_FILES if f"{name}/{f}" in sums)
+    for file in RECORDED_FILES + optional:
         path = folder / name / file
         if f"{name}/{file}" not in sums or not path.exists():
             raise RecordedRunError(f"no recorded run of {name!r}: {path} or its checksum is missing; {again}")
         if _sha256(path) != sums[f"{name}/{file}"]:
             raise RecordedRunError(f"{path} does not match its checksum in {folder / MANIFEST} "
                                    f"(edited or damaged); {again}")
+    frames = None
+    if "frames.json" in optional:
+        from bnn_teach.viz import SparsityRecorder
+
+        frames = SparsityRecorder.from_dict(json.loads((folder / name / "frames.json").read_text()))
     return {"results": json.loads((folder / name / "results.json").read_text()),
-            "history": History.from_json(folder / name / "history.json")}
+            "history": History.from_json(folder / name / "history.json"), "frames": frames}
 
 
 def main(argv=None) -> int:
