@@ -373,3 +373,47 @@ def test_plot_history_draws_one_axis_per_recorded_key_under_its_title():
     assert fig.axes[0].get_ylabel() == "NLL per data point (nats)"
     assert fig._suptitle.get_text() == "A run"
     plt.close("all")
+
+
+def test_dropout_explorer_band_follows_the_rate_and_the_widget_refits():
+    """MC dropout's epistemic band on the data widens with p; a slider move refits and redraws."""
+    X, y = bt.data.regression_1d(120, seed=0)
+    x = torch.linspace(-8, 8, 240)
+    on_data = x.abs() < 4
+    widths = []
+    for p in (0.05, 0.4):
+        explorer = viz.DropoutExplorer(X, y, dropout=p, num_epochs=100)
+        widths.append(float(explorer.prediction["epistemic"].sqrt()[on_data].mean()))
+        assert not any(isinstance(m, bt.nn.BayesLinear) for m in explorer.model.modules())
+        assert sum(isinstance(m, bt.nn.MCDropout) and m.p == p for m in explorer.model.modules()) == 2
+    assert widths[1] > 1.5 * widths[0], widths
+    box = explorer.widget()
+    assert set(box.sliders) == {"dropout", "weight_decay", "num_samples"}
+    before, updates = box.image.value, explorer.num_updates
+    box.sliders["dropout"].value = 0.1
+    assert explorer.num_updates == updates + 1 and explorer.values["dropout"] == 0.1
+    assert box.image.value != before
+    assert explorer.ax.get_title().startswith("MC dropout · p 0.1 · ")
+    with pytest.raises(ValueError, match="unknown knob"):
+        explorer.update(prior_sigma=1.0)
+
+
+def test_plot_sweep_draws_each_series_and_refuses_mismatched_lengths():
+    fig = viz.plot_sweep([30, 120, 600], {"a": [1.0, 0.5, 0.2], "b": [0.1, 0.1, 0.1]}, xlabel="N", ylabel="sd",
+                         title="t", logx=True, logy=True)
+    ax = fig.axes[0]
+    assert [line.get_label() for line in ax.lines] == ["a", "b"]
+    np.testing.assert_array_equal(ax.lines[0].get_ydata(), [1.0, 0.5, 0.2])
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log" and ax.get_title() == "t"
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["30", "120", "600"]
+    with pytest.raises(ValueError, match="2 values for 3 settings"):
+        viz.plot_sweep([1, 2, 3], {"a": [1, 2]}, "x", "y", "t")
+    with pytest.raises(ValueError, match="empty"):
+        viz.plot_sweep([1], {}, "x", "y", "t")
+
+
+def test_reliability_title_names_the_model():
+    probs = torch.tensor([[0.9, 0.1], [0.2, 0.8], [0.6, 0.4]])
+    y = torch.tensor([0, 1, 1])
+    fig = viz.plot_reliability(probs, y, title="model A")
+    assert fig.axes[0].get_title() == f"model A: ECE = {100 * bt.metrics.ece(probs, y):.2f} %"

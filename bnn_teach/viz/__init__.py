@@ -3,7 +3,7 @@
 - :mod:`~bnn_teach.viz.sparsity`: the sparsification recorder, weight/filter pictures, slider, animation.
 - :mod:`~bnn_teach.viz.uncertainty`: regression bands, reliability diagram, in vs out of distribution.
 - :mod:`~bnn_teach.viz.mcmc`: traces, autocorrelation, effective sample size, 2-D samples.
-- :mod:`~bnn_teach.viz.widgets`: the 1-D regression explorer.
+- :mod:`~bnn_teach.viz.widgets`: the 1-D regression explorers (Bayes by Backprop, MC dropout).
 - :mod:`~bnn_teach.viz.training`: training curves, gradient estimators and their variance.
 """
 from bnn_teach.viz.mcmc import (
@@ -28,7 +28,13 @@ from bnn_teach.viz.sparsity import (
     save_animation,
     sparsification_slider,
 )
-from bnn_teach.viz.training import experiment_figure, plot_gradient_estimators, plot_gradient_variance, plot_history
+from bnn_teach.viz.training import (
+    experiment_figure,
+    plot_gradient_estimators,
+    plot_gradient_variance,
+    plot_history,
+    plot_sweep,
+)
 from bnn_teach.viz.uncertainty import (
     plot_certainty_grid,
     plot_gaussian_fits,
@@ -38,7 +44,7 @@ from bnn_teach.viz.uncertainty import (
     plot_uncertainty_map,
     uncertainty_grid,
 )
-from bnn_teach.viz.widgets import RegressionExplorer, regression_explorer
+from bnn_teach.viz.widgets import DropoutExplorer, RegressionExplorer, regression_explorer
 
 __all__ = [
     "SparsityRecorder", "frame_title", "layer_score", "plot_conv_filters", "plot_frame", "plot_input_tiles",
@@ -46,6 +52,6 @@ __all__ = [
     "save_animation", "sparsification_slider", "plot_regression_bands", "plot_reliability", "plot_uncertainty_hist",
     "plot_certainty_grid", "plot_gaussian_fits", "plot_uncertainty_map", "uncertainty_grid", "autocorrelation",
     "effective_sample_size", "plot_traces", "plot_autocorrelation", "plot_samples_2d", "plot_history",
-    "experiment_figure", "plot_gradient_estimators", "plot_gradient_variance", "RegressionExplorer",
-    "regression_explorer",
+    "experiment_figure", "plot_gradient_estimators", "plot_gradient_variance", "plot_sweep", "RegressionExplorer",
+    "regression_explorer", "DropoutExplorer",
 ]

@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from bnn_teach import sparsity as _sp
 
-__all__ = ["plot_history", "experiment_figure", "plot_gradient_estimators", "plot_gradient_variance", "SMOKE_TITLE"]
+__all__ = ["plot_history", "experiment_figure", "plot_gradient_estimators", "plot_gradient_variance", "plot_sweep",
+           "SMOKE_TITLE"]
 
 SMOKE_TITLE = "SMOKE RUN (BNN_TEACH_FAST=1): checks that the code runs; not a result"
 LABELS = {"nll": "NLL per data point (nats)", "kl": "KL per data point (nats)", "test_acc": "test accuracy",
@@ -175,4 +176,39 @@ def plot_gradient_variance(variances: dict, ax=None):
     ax.set_xlabel("parameter")
     ax.set_title("Variance of the stochastic gradient")
     ax.legend(fontsize=8)
+    return fig
+
+
+def plot_sweep(x, series: dict, xlabel: str, ylabel: str, title: str, logx: bool = False, logy: bool = False,
+               ax=None):
+    """One line per named series over the same settings ``x`` (e.g. a band's width against the dropout
+    rate or the number of data points), with markers, a legend and optional log axes. Returns the figure."""
+    import matplotlib.pyplot as plt
+
+    if not series:
+        raise ValueError("series is empty: give {label: values}, one value per entry of x")
+    x = [float(v) for v in x]
+    for label, values in series.items():
+        if len(values) != len(x):
+            raise ValueError(f"series {label!r} has {len(values)} values for {len(x)} settings of x")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.8, 3.6))
+    for label, values in series.items():
+        ax.plot(x, [float(v) for v in values], marker="o", label=label)
+    from matplotlib import ticker
+
+    if logx:
+        ax.set_xscale("log")
+        ax.set_xticks(x)  # the settings themselves, as plain numbers
+    if logy:
+        ax.set_yscale("log")
+        ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    for axis, log in ((ax.xaxis, logx), (ax.yaxis, logy)):
+        if log:
+            axis.set_major_formatter(ticker.FormatStrFormatter("%g"))
+            axis.set_minor_formatter(ticker.NullFormatter())
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
     return fig

@@ -54,8 +54,9 @@ def plot_regression_bands(x_grid, prediction: dict, X_train=None, y_train=None, 
     return fig
 
 
-def plot_reliability(probs, y, num_bins: int = 15, ax=None):
-    """Reliability diagram: accuracy per confidence bin against the diagonal; ECE in the title."""
+def plot_reliability(probs, y, num_bins: int = 15, ax=None, title: str | None = None):
+    """Reliability diagram: accuracy per confidence bin against the diagonal; ECE in the title
+    (after ``title``, e.g. the model's name, when given)."""
     import matplotlib.pyplot as plt
 
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4, 4))
@@ -68,7 +69,8 @@ def plot_reliability(probs, y, num_bins: int = 15, ax=None):
     ax.set_ylim(0, 1)
     ax.set_xlabel("confidence")
     ax.set_ylabel("accuracy")
-    ax.set_title(f"ECE = {100 * _metrics.ece(probs, y, num_bins):.2f} %")
+    ece_text = f"ECE = {100 * _metrics.ece(probs, y, num_bins):.2f} %"
+    ax.set_title(f"{title}: {ece_text}" if title else ece_text)
     ax.legend(fontsize=8, loc="upper left")
     return fig
 

@@ -14,7 +14,7 @@ from bnn_teach.train import fit
 from bnn_teach.viz._png import figure_png, new_figure
 from bnn_teach.viz.uncertainty import plot_regression_bands
 
-__all__ = ["RegressionExplorer", "regression_explorer"]
+__all__ = ["RegressionExplorer", "regression_explorer", "DropoutExplorer"]
 
 
 class RegressionExplorer:
@@ -67,29 +67,29 @@ class RegressionExplorer:
         self.values.update(values)
         torch.manual_seed(self.seed)
         model = self.build()
-        fit(model, (self.X, self.y), self.num_epochs, torch.optim.Adam(model.parameters(), lr=1e-2),
-            batch_size=32, kl_weight=float(self.values["kl_weight"]), nll_fn=gaussian_nll,
-            progress=False)
+        fit(model, (self.X, self.y), self.num_epochs, self.optimizer(model), batch_size=32,
+            kl_weight=float(self.values.get("kl_weight", 0.0)), nll_fn=gaussian_nll, progress=False)
         self.model = model
         self.prediction = predictive_regression(model, self.x_grid, num_samples=int(self.values["num_samples"]))
         self.ax.clear()
         plot_regression_bands(self.x_grid, self.prediction, self.X, self.y, ax=self.ax)
-        v = self.values
-        self.ax.set_title(f"prior σ {v['prior_sigma']:g} · KL weight {v['kl_weight']:g} · "
-                          f"{int(v['num_samples'])} samples · dropout {v['dropout']:g}", fontsize=9)
+        self.ax.set_title(self.title(), fontsize=9)
         if self.image is not None:
             self.image.value = figure_png(self.figure)
         self.num_updates += 1
         return self.prediction
 
-    def widget(self):
-        """Sliders whose ``observe`` callbacks call :meth:`update`, above the figure as a PNG
-        (``ipywidgets.Image``) that each update redraws; the static figure without ipywidgets."""
-        try:
-            import ipywidgets as widgets
-        except ImportError:  # pragma: no cover - ipywidgets is a dependency
-            return self.figure
-        sliders = {
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=1e-2)
+
+    def title(self) -> str:
+        v = self.values
+        return (f"prior σ {v['prior_sigma']:g} · KL weight {v['kl_weight']:g} · "
+                f"{int(v['num_samples'])} samples · dropout {v['dropout']:g}")
+
+    def sliders(self, widgets) -> dict:
+        """One ipywidgets slider per knob, set to its current value."""
+        return {
             "prior_sigma": widgets.FloatLogSlider(
                 value=self.values["prior_sigma"], base=10, min=-2, max=1, description="prior σ"
             ),
@@ -103,6 +103,15 @@ class RegressionExplorer:
                 value=self.values["dropout"], min=0.0, max=0.9, step=0.05, description="dropout"
             ),
         }
+
+    def widget(self):
+        """Sliders whose ``observe`` callbacks call :meth:`update`, above the figure as a PNG
+        (``ipywidgets.Image``) that each update redraws; the static figure without ipywidgets."""
+        try:
+            import ipywidgets as widgets
+        except ImportError:  # pragma: no cover - ipywidgets is a dependency
+            return self.figure
+        sliders = self.sliders(widgets)
         for name, slider in sliders.items():
             slider.continuous_update = False
             slider.observe(lambda change, name=name: self.update(**{name: change["new"]}), names="value")
@@ -116,3 +125,53 @@ def regression_explorer(**kwargs):
     """Build a :class:`RegressionExplorer` and return ``(explorer, widget)``."""
     explorer = RegressionExplorer(**kwargs)
     return explorer, explorer.widget()
+
+
+class DropoutExplorer(RegressionExplorer):
+    """MC dropout on the same 1-D regression (lecture 4): a plain ReLU network with
+    :class:`~bnn_teach.nn.MCDropout` after each hidden layer, trained with weight decay, predicting
+    with dropout on (``num_samples`` masks).
+
+    Knobs: ``dropout`` (the rate p), ``weight_decay`` (Adam's, the dropout objective's prior term) and
+    ``num_samples``. The epistemic band is the spread of the sampled networks' means: it grows with p
+    whatever the data say, because p is a fixed hyper-parameter, not learnt.
+    """
+
+    def __init__(self, X=None, y=None, dropout=0.2, weight_decay=1e-4, num_samples=100, hidden=64, num_epochs=300,
+                 seed=0):
+        if X is None:
+            X, y = _data.regression_1d(120, seed=seed)
+        self.X, self.y = X, y
+        self.values = dict(dropout=dropout, weight_decay=weight_decay, num_samples=num_samples)
+        self.hidden, self.num_epochs, self.seed = hidden, num_epochs, seed
+        self.x_grid = torch.linspace(-8, 8, 240).unsqueeze(1)
+        self.num_updates = 0
+        self.prediction = None
+        self.image = None
+        self.figure = new_figure(figsize=(6, 3.5))
+        self.ax = self.figure.add_subplot()
+        self.update()
+
+    def build(self) -> nn.Module:
+        p = float(self.values["dropout"])
+        return nn.Sequential(nn.Linear(1, self.hidden), nn.ReLU(), MCDropout(p),
+                             nn.Linear(self.hidden, self.hidden), nn.ReLU(), MCDropout(p),
+                             nn.Linear(self.hidden, 2))
+
+    def optimizer(self, model: nn.Module) -> torch.optim.Optimizer:
+        return torch.optim.Adam(model.parameters(), lr=1e-2, weight_decay=float(self.values["weight_decay"]))
+
+    def title(self) -> str:
+        v = self.values
+        return (f"MC dropout · p {v['dropout']:g} · weight decay {v['weight_decay']:g} · "
+                f"{int(v['num_samples'])} samples")
+
+    def sliders(self, widgets) -> dict:
+        return {
+            "dropout": widgets.FloatSlider(value=self.values["dropout"], min=0.0, max=0.8, step=0.05,
+                                           description="dropout p"),
+            "weight_decay": widgets.FloatLogSlider(value=self.values["weight_decay"], base=10, min=-6, max=-1,
+                                                   description="weight decay"),
+            "num_samples": widgets.IntSlider(value=self.values["num_samples"], min=1, max=200,
+                                             description="MC samples"),
+        }
