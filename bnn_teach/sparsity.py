@@ -18,7 +18,7 @@ from bnn_teach.nn.bbb import BayesConv2d, BayesLinear
 
 __all__ = [
     "prunable_layers", "weight_mask", "compression_ratio", "sparsity_table", "prune", "pruning_curve",
-    "storage_bytes", "SparsityTable",
+    "storage_bytes", "SparsityTable", "shrink", "SelectInputs",
 ]
 
 _PLAIN = (nn.Linear, nn.Conv2d)
@@ -197,3 +197,96 @@ def pruning_curve(model: nn.Module, test_data, method: str = "snr",
         error = 100 * (1 - evaluate(pruned, test_data)["accuracy"])
         curve.append({"removed %": 100 * fraction, "error %": round(error, 2)})
     return curve
+
+
+class SelectInputs(nn.Module):
+    """Keep the input features ``index`` (after flattening): the first module of a :func:`shrink` network."""
+
+    def __init__(self, index: torch.Tensor):
+        super().__init__()
+        self.register_buffer("index", torch.as_tensor(index, dtype=torch.long))
+
+    def forward(self, x):
+        return x.flatten(1).index_select(1, self.index)
+
+    def extra_repr(self):
+        return f"{len(self.index)} inputs"
+
+
+_ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid, nn.GELU, nn.ELU, nn.Identity, nn.Dropout)
+
+
+def shrink(model: nn.Module) -> nn.Sequential:
+    """The smallest dense network with the eval output of a pruned fully connected ``nn.Sequential``.
+
+    ``model`` is Flatten (optional), then linear layers (Bayesian or plain) with element-wise modules
+    between them (ReLU, dropout, ...). Removed: every input whose column of the first layer is pruned,
+    and every hidden unit whose outgoing weights are all pruned, or whose incoming weights are all pruned
+    (its output is then the constant ``act(bias)``, folded into the next layer's bias). Group SparseVD
+    (``lenet300("group_svdo")``) removes whole neurons, so the result is much smaller; weight-level
+    sparsity alone rarely empties a whole row or column. Returns ``nn.Sequential(SelectInputs(kept
+    pixels), nn.Linear, act, ..., nn.Linear)`` in eval mode, on ``model``'s device.
+
+    >>> net = bnn_teach.models.lenet300("group_svdo")                   # doctest: +SKIP
+    >>> small = shrink(net.eval()); torch.allclose(small(X), net(X), atol=1e-5)   # doctest: +SKIP
+    True
+    """
+    from bnn_teach.nn import MCDropout
+
+    if not isinstance(model, nn.Sequential):
+        raise TypeError(f"shrink takes an nn.Sequential of linear layers, got {type(model).__name__}")
+    modules = list(model)
+    if modules and isinstance(modules[0], nn.Flatten):
+        modules = modules[1:]
+    layers, between, pending = [], [], []
+    for module in modules:
+        if hasattr(module, "pruning_mask") or isinstance(module, _PLAIN):
+            if getattr(module, "weight", None) is None or module.weight.dim() != 2:
+                raise ValueError(f"shrink handles fully connected networks; {type(module).__name__} is not linear")
+            if layers:
+                between.append(pending)
+            layers.append(module)
+            pending = []
+        elif isinstance(module, (*_ELEMENTWISE, MCDropout)):
+            if not layers:
+                raise ValueError(f"shrink: {type(module).__name__} before the first linear layer is not supported")
+            pending.append(module)
+        else:
+            raise ValueError(f"shrink: {type(module).__name__} is neither a linear layer nor element-wise "
+                             "(ReLU, Tanh, dropout, ...)")
+    if not layers:
+        raise ValueError("the model has no linear layers")
+    tail = pending  # element-wise modules after the last layer stay at the end
+    weights = [(_mean(layer) * weight_mask(layer).to(_mean(layer).dtype)).clone() for layer in layers]
+    biases = []
+    for layer, w in zip(layers, weights):
+        bias = layer.mean_bias() if hasattr(layer, "mean_bias") else layer.bias
+        biases.append(bias.detach().clone() if bias is not None else torch.zeros(w.shape[0], dtype=w.dtype,
+                                                                                  device=w.device))
+    keep_out = []
+    for k in range(len(layers) - 1):
+        has_input = weights[k].ne(0).any(1)
+        used = weights[k + 1].ne(0).any(0)
+        constant = used & ~has_input  # output act(bias): fold it into the next layer's bias
+        if constant.any():
+            value = biases[k].unsqueeze(0)
+            with torch.no_grad():
+                for module in between[k]:
+                    value = module.eval()(value) if not isinstance(module, MCDropout) else value
+            biases[k + 1] = biases[k + 1] + weights[k + 1][:, constant] @ value[0, constant]
+        keep_out.append(torch.nonzero(has_input & used).flatten())
+    keep_in = torch.nonzero(weights[0].ne(0).any(0)).flatten()
+    out = [SelectInputs(keep_in.cpu())]
+    rows_in = keep_in
+    for k, (w, b) in enumerate(zip(weights, biases)):
+        rows = keep_out[k] if k < len(keep_out) else torch.arange(w.shape[0], device=w.device)
+        dense = nn.Linear(len(rows_in), len(rows)).to(device=w.device, dtype=w.dtype)
+        with torch.no_grad():
+            dense.weight.copy_(w[rows][:, rows_in])
+            dense.bias.copy_(b[rows])
+        out.append(dense)
+        if k < len(between):
+            out.extend(copy.deepcopy(m) for m in between[k] if not isinstance(m, (MCDropout, nn.Dropout)))
+        rows_in = rows
+    out.extend(copy.deepcopy(m) for m in tail if not isinstance(m, (MCDropout, nn.Dropout)))
+    return nn.Sequential(*out).to(weights[0].device).eval()

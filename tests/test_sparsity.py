@@ -152,3 +152,45 @@ def test_pruning_curve_matches_prune_and_evaluate():
     assert curve[0]["error %"] < 10 and curve[-1]["error %"] > curve[0]["error %"], curve
     with pytest.raises(ValueError, match="method"):
         sparsity.pruning_curve(model, (X, y), "log_alpha")
+
+
+def test_shrink_keeps_the_eval_output_with_fewer_inputs_and_units():
+    """Removed pixels and hidden units go; a unit with no inputs left becomes a bias of the next layer."""
+    torch.manual_seed(0)
+    net = bt.models.lenet300("group_svdo")
+    with torch.no_grad():
+        net.fc1.z_log_sigma2[:500] = 10.0        # 500 input pixels removed
+        net.fc2.z_log_sigma2[:200] = 10.0        # 200 of fc1's 300 units unused by fc2
+        net.fc1.log_sigma2[250] = 20.0           # unit 250 keeps its outgoing weights but loses its inputs
+        net.fc1.bias[250] = 0.7                  # so it outputs relu(0.7): a constant
+    net.eval()
+    small = bt.sparsity.shrink(net)
+    X = torch.rand(64, 1, 28, 28)
+    torch.testing.assert_close(small(X), net(X), atol=1e-5, rtol=0)
+    linears = [m for m in small if isinstance(m, nn.Linear)]
+    assert [(m.in_features, m.out_features) for m in linears] == [(284, 99), (99, 100), (100, 10)]
+    assert isinstance(small[0], bt.sparsity.SelectInputs) and len(small[0].index) == 284
+    assert not any(isinstance(m, bt.nn.BayesianModule) for m in small.modules())
+    without_folding = bt.sparsity.shrink(net)
+    with torch.no_grad():
+        without_folding[3].bias.copy_(net.fc2.mean_bias() if hasattr(net.fc2, "mean_bias") else net.fc2.bias)
+    assert not torch.allclose(without_folding(X), net(X), atol=1e-4), "the constant unit's bias must be folded"
+
+
+def test_shrink_plain_network_with_dropout_and_refusals():
+    torch.manual_seed(1)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(6, 5), nn.ReLU(), bt.nn.MCDropout(0.3), nn.Linear(5, 2)).eval()
+    with torch.no_grad():
+        net[1].weight[:, 0] = 0.0      # input 0 unused
+        net[4].weight[:, 2] = 0.0      # hidden unit 2 unused
+    small = bt.sparsity.shrink(net)
+    X = torch.randn(10, 6)
+    torch.testing.assert_close(small(X), net(X))
+    assert small[1].in_features == 5 and small[1].out_features == 4
+    assert not any(isinstance(m, bt.nn.MCDropout) for m in small)
+    with pytest.raises(ValueError, match="fully connected"):
+        bt.sparsity.shrink(bt.models.lenet5())
+    with pytest.raises(TypeError, match="nn.Sequential"):
+        bt.sparsity.shrink(nn.Linear(3, 2))
+    with pytest.raises(ValueError, match="neither a linear layer nor element-wise"):
+        bt.sparsity.shrink(nn.Sequential(nn.Linear(3, 3), nn.BatchNorm1d(3), nn.Linear(3, 2)))

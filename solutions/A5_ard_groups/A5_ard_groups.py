@@ -209,7 +209,7 @@ assert len(kept) < 784, "the trained network keeps fewer than all 784 pixels"
 layer = group_net.fc1
 inputs_kept = torch.arange(784)[layer.neuron_mask()]
 outputs_kept = torch.arange(300)[group_net.fc2.neuron_mask()]
-with hidden("bnn_teach.sparsity.prune"):
+with hidden("bnn_teach.sparsity.prune", "bnn_teach.sparsity.shrink"):
     dense = shrink_layer(layer, inputs_kept, outputs_kept)
 x = X_test[:50].flatten(1)
 with torch.no_grad():
