@@ -55,3 +55,26 @@ def test_the_shipped_runs_match_their_checksums_and_stay_small():
         assert run["results"]["experiment"] == name and not run["results"]["fast"]
     size = sum(p.stat().st_size for p in reproduce.RECORDED.rglob("*") if p.is_file())
     assert size < 3_000_000, f"recorded runs take {size / 1e6:.1f} MB; the package ships a few MB at most"
+
+
+def test_frames_are_recorded_checksummed_and_loaded_as_a_recorder(tmp_path):
+    from bnn_teach.viz import SparsityRecorder
+
+    out = finished_run(tmp_path / "run", name="sparsevd-lenet300")
+    recorder = SparsityRecorder(layers=["fc1"], scores=False)
+    recorder.frames = [{"epoch": 1, "compression": 2.0, "accuracy": 0.9,
+                        "layers": {"fc1": {"score": None, "mask_bits": __import__("numpy").packbits([1, 0, 1]),
+                                           "shape": (1, 3)}}}]
+    (out / "frames.json").write_text(json.dumps(recorder.to_dict()))
+    shipped = tmp_path / "recorded"
+    reproduce.record("sparsevd-lenet300", out, folder=shipped)
+    run = reproduce.load_recorded("sparsevd-lenet300", folder=shipped)
+    assert run["frames"].mask(0, "fc1").tolist() == [[True, False, True]]
+    assert "sparsevd-lenet300/frames.json" in (shipped / "SHA256SUMS").read_text()
+    frames = shipped / "sparsevd-lenet300" / "frames.json"
+    frames.write_text(frames.read_text().replace('"compression": 2.0', '"compression": 3.0'))
+    with pytest.raises(reproduce.RecordedRunError, match="frames.json does not match its checksum"):
+        reproduce.load_recorded("sparsevd-lenet300", folder=shipped)
+    (out / "frames.json").unlink()  # a new run without frames leaves none behind
+    reproduce.record("sparsevd-lenet300", out, folder=shipped)
+    assert not frames.exists() and reproduce.load_recorded("sparsevd-lenet300", folder=shipped)["frames"] is None

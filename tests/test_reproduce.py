@@ -80,6 +80,16 @@ def test_resumes_after_an_interruption_and_counts_the_whole_run(fast_embedded, t
     result = reproduce.run("sparsevd-lenet300", epochs=2, out=out, progress=False)
     resumed = json.loads((out / "history.json").read_text())
     assert len(resumed) == 2 and resumed[0] == first[0], "epoch 1 was not re-trained"
+    from bnn_teach.viz import SparsityRecorder
+
+    frames = SparsityRecorder.from_dict(json.loads((out / "frames.json").read_text()))
+    assert [f["epoch"] for f in frames.frames] == [1, 2], "the resumed run keeps the frame of epoch 1"
+    assert frames.layer_names() == ["fc1"] and frames.mask(0, "fc1").shape == (100, 784)
+    assert frames.frames[-1]["compression"] == pytest.approx(result["ours"]["compression"], abs=0.05)
+    kept_pixels = torch.tensor(result["ours"]["input pixels kept"], dtype=torch.bool)
+    assert kept_pixels.shape == (784,)
+    assert not (torch.from_numpy(frames.mask(-1, "fc1").any(0)) & ~kept_pixels).any(), \
+        "a pixel read by one of the first 100 units is read by the layer"
     # the training time of the whole run, not only the resumed epoch
     assert result["ours"]["seconds"] >= round(elapsed + resumed[1]["seconds"], 1) - 0.1
     assert result["wall seconds"] >= elapsed

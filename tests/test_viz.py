@@ -417,3 +417,62 @@ def test_reliability_title_names_the_model():
     y = torch.tensor([0, 1, 1])
     fig = viz.plot_reliability(probs, y, title="model A")
     assert fig.axes[0].get_title() == f"model A: ECE = {100 * bt.metrics.ece(probs, y):.2f} %"
+
+
+def test_recorder_subset_round_trips_through_json(recorded):
+    """A masks-only recorder of chosen layers and units survives to_dict -> JSON -> from_dict exactly."""
+    import json
+
+    model, full = recorded
+    small = viz.SparsityRecorder(max_frames=8, layers=["fc1"], max_units=10, scores=False)
+    history = History()
+    history.append({"epoch": 1, "test_acc": 0.5})
+    small.record(1, model, history)
+    small.record(1, model, history)  # the same epoch twice is kept once
+    assert len(small.frames) == 1 and small.layer_names() == ["fc1"]
+    np.testing.assert_array_equal(small.mask(0, "fc1"), full.mask(-1, "fc1")[:10])
+    with pytest.raises(ValueError, match="masks only"):
+        small.score(0, "fc1")
+    back = viz.SparsityRecorder.from_dict(json.loads(json.dumps(small.to_dict())))
+    np.testing.assert_array_equal(back.mask(0, "fc1"), small.mask(0, "fc1"))
+    assert back.frames[0]["compression"] == small.frames[0]["compression"] and back.max_units == 10
+    scored = viz.SparsityRecorder.from_dict(json.loads(json.dumps(full.to_dict())))
+    np.testing.assert_array_equal(scored.score(2, "fc2"), full.score(2, "fc2"))
+    with pytest.raises(KeyError, match="no prunable layer 'fc9'"):
+        viz.SparsityRecorder(layers=["fc9"]).record(1, model, history)
+
+
+def test_frame_views_tiles_and_filters_in_one_axes(recorded):
+    model, recorder = recorded
+    masks_only = viz.SparsityRecorder(layers=["fc1"], max_units=100, scores=False)
+    masks_only.record(4, model, History([{"epoch": 4, "test_acc": 0.9}]))
+    fig = viz.plot_frame(masks_only, 0, "fc1", view="tiles", num_units=100)
+    ax = fig.axes[0]
+    shown = np.ma.getdata(ax.images[0].get_array())
+    assert shown.shape == (280, 280)  # 10 x 10 tiles of 28 x 28
+    tile = shown[28:56, 0:28]  # unit 10
+    np.testing.assert_array_equal(np.isnan(tile), ~masks_only.mask(0, "fc1")[10].reshape(28, 28))
+    assert ax.get_title().startswith("Epoch 4 · compression ") and ax.get_legend() is not None
+    conv = bt.models.lenet5("svdo")
+    filters = viz.SparsityRecorder(layers=["conv2"])
+    filters.record(1, conv, History())
+    ax = viz.plot_frame(filters, 0, "conv2").axes[0]
+    assert np.ma.getdata(ax.images[0].get_array()).shape == (50 * 5, 20 * 5)
+    assert ax.get_xlabel() == "input channel (20)" and ax.get_ylabel() == "output channel (50)"
+    with pytest.raises(ValueError, match="'filters' is for convolutions"):
+        viz.plot_frame(recorder, 0, "fc1", view="filters")
+    with pytest.raises(ValueError, match="needs 784 inputs"):
+        viz.plot_frame(recorder, 0, "fc2", view="tiles")
+    box = viz.sparsification_slider(masks_only, "fc1", view="tiles")
+    assert box.figure.axes[0].get_xlabel().startswith("hidden units")
+
+
+def test_plot_input_pixels_counts_what_it_shows():
+    kept = np.zeros(784, dtype=bool)
+    kept[300:400] = True
+    fig = viz.plot_input_pixels(kept)
+    ax = fig.axes[0]
+    np.testing.assert_array_equal(ax.images[0].get_array(), kept.reshape(28, 28))
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["read (100)", "removed (684)"]
+    with pytest.raises(ValueError, match="do not make an image"):
+        viz.plot_input_pixels(np.ones(100, dtype=bool))

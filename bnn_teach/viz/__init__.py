@@ -19,6 +19,7 @@ from bnn_teach.viz.sparsity import (
     layer_score,
     plot_conv_filters,
     plot_frame,
+    plot_input_pixels,
     plot_input_tiles,
     plot_log_alpha_hist,
     plot_mu_sigma,
@@ -48,6 +49,7 @@ from bnn_teach.viz.widgets import DropoutExplorer, RegressionExplorer, regressio
 
 __all__ = [
     "SparsityRecorder", "frame_title", "layer_score", "plot_conv_filters", "plot_frame", "plot_input_tiles",
+    "plot_input_pixels",
     "plot_log_alpha_hist", "plot_mu_sigma", "plot_pruning_curve", "plot_sparsity_bars", "plot_weights",
     "save_animation", "sparsification_slider", "plot_regression_bands", "plot_reliability", "plot_uncertainty_hist",
     "plot_certainty_grid", "plot_gaussian_fits", "plot_uncertainty_map", "uncertainty_grid", "autocorrelation",

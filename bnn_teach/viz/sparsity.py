@@ -20,7 +20,7 @@ from bnn_teach import sparsity as _sp
 __all__ = [
     "SparsityRecorder", "layer_score", "plot_weights", "plot_input_tiles", "plot_conv_filters", "frame_title",
     "plot_frame", "sparsification_slider", "save_animation", "plot_mu_sigma", "plot_log_alpha_hist",
-    "plot_sparsity_bars", "plot_pruning_curve",
+    "plot_sparsity_bars", "plot_pruning_curve", "plot_input_pixels",
 ]
 
 
@@ -450,4 +450,26 @@ def plot_pruning_curve(curves: dict, ax=None):
     ax.set_ylabel("test error (%)")
     ax.set_title("What pruning costs in accuracy")
     ax.legend(fontsize=8)
+    return fig
+
+
+def plot_input_pixels(kept, image_shape=(28, 28), title: str = "Input pixels the first layer still reads", ax=None):
+    """Which inputs a pruned first layer still reads: ``kept`` (one bool per input, e.g.
+    ``weight_mask(model.fc1).any(0)``) as an image, kept pixels black; the count in the legend."""
+    import matplotlib
+    from matplotlib.patches import Patch
+
+    plt = _plt()
+    kept = np.asarray(kept, dtype=bool).ravel()
+    if kept.size != int(np.prod(image_shape)):
+        raise ValueError(f"{kept.size} inputs do not make an image of shape {tuple(image_shape)}")
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(4.6, 3.6))
+    ax.imshow(kept.reshape(image_shape), cmap=matplotlib.colormaps["Greys"], vmin=0, vmax=1, interpolation="nearest")
+    ax.set_xlabel("pixel column")
+    ax.set_ylabel("pixel row")
+    ax.set_title(title, fontsize=10)
+    ax.legend(handles=[Patch(facecolor="black", label=f"read ({int(kept.sum())})"),
+                       Patch(facecolor="white", edgecolor="0.5", label=f"removed ({int((~kept).sum())})")],
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    fig.tight_layout()
     return fig
