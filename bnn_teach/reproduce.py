@@ -815,8 +815,9 @@ def main_from_args(args) -> int:
 # experiment with its results.json and history.json (and frames.json where the run records its
 # sparsification), and SHA256SUMS over all of them.
 RECORDED = Path(__file__).resolve().parent / "recorded"
-RECORDED_FILES = ("results.json", "history.json")
-OPTIONAL_FILES = ("frames.json",)
+RECORDED_FILES = ("results.json",)
+OPTIONAL_FILES = ("history.json", "frames.json")
+WITHOUT_HISTORY = ("compare-pruning",)  # it trains four networks: no one training history to show
 MANIFEST = "SHA256SUMS"
 
 
@@ -836,14 +837,15 @@ def _manifest(folder: Path) -> dict:
 
 
 def record(name: str, out, folder=None) -> Path:
-    """Copy the full run in ``out`` (``results.json``, ``history.json``, ``frames.json`` if the run wrote it)
-    into the package's recorded runs
+    """Copy the full run in ``out`` (``results.json``, and ``history.json`` and ``frames.json`` where the run
+    wrote them) into the package's recorded runs
     (``folder``, default ``bnn_teach/recorded``) as ``<folder>/<name>/`` and update ``SHA256SUMS``.
     ``bnn-teach reproduce NAME --record`` runs the experiment and then this. A smoke run is refused."""
     if name not in EXPERIMENTS:
         raise UsageError(f"unknown experiment {name!r}; one of {', '.join(EXPERIMENTS)}")
     out, folder = Path(out), Path(folder) if folder is not None else RECORDED
-    missing = [f for f in RECORDED_FILES if not (out / f).exists()]
+    needed = RECORDED_FILES + (() if name in WITHOUT_HISTORY else ("history.json",))
+    missing = [f for f in needed if not (out / f).exists()]
     if missing:
         raise UsageError(f"{out} holds no finished run of {name} (missing {', '.join(missing)})")
     results = json.loads((out / "results.json").read_text())
@@ -866,8 +868,8 @@ def record(name: str, out, folder=None) -> Path:
 
 
 def load_recorded(name: str, folder=None) -> dict:
-    """The recorded full run of experiment ``name``: ``{"results": dict, "history": History, "frames":
-    SparsityRecorder or None}`` (``frames``: the sparsification, for runs that record it).
+    """The recorded full run of experiment ``name``: ``{"results": dict, "history": History or None,
+    "frames": SparsityRecorder or None}`` (``history`` and ``frames`` for the runs that write them).
 
     Its files are checked against ``SHA256SUMS``; a missing or changed file raises
     :class:`RecordedRunError` naming the file and the command that records it again."""
@@ -887,8 +889,9 @@ def load_recorded(name: str, folder=None) -> dict:
         from bnn_teach.viz import SparsityRecorder
 
         frames = SparsityRecorder.from_dict(json.loads((folder / name / "frames.json").read_text()))
-    return {"results": json.loads((folder / name / "results.json").read_text()),
-            "history": History.from_json(folder / name / "history.json"), "frames": frames}
+    history = History.from_json(folder / name / "history.json") if "history.json" in optional else None
+    return {"results": json.loads((folder / name / "results.json").read_text()), "history": history,
+            "frames": frames}
 
 
 def main(argv=None) -> int:

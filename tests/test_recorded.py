@@ -78,3 +78,14 @@ def test_frames_are_recorded_checksummed_and_loaded_as_a_recorder(tmp_path):
     (out / "frames.json").unlink()  # a new run without frames leaves none behind
     reproduce.record("sparsevd-lenet300", out, folder=shipped)
     assert not frames.exists() and reproduce.load_recorded("sparsevd-lenet300", folder=shipped)["frames"] is None
+
+
+def test_only_compare_pruning_is_recorded_without_a_history(tmp_path):
+    out = finished_run(tmp_path / "cmp", name="compare-pruning")
+    (out / "history.json").unlink()
+    reproduce.record("compare-pruning", out, folder=tmp_path / "rec")
+    assert reproduce.load_recorded("compare-pruning", folder=tmp_path / "rec")["history"] is None
+    out = finished_run(tmp_path / "svd", name="sparsevd-lenet300")
+    (out / "history.json").unlink()
+    with pytest.raises(reproduce.UsageError, match="missing history.json"):
+        reproduce.record("sparsevd-lenet300", out, folder=tmp_path / "rec")
