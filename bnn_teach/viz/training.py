@@ -180,9 +180,10 @@ def plot_gradient_variance(variances: dict, ax=None):
 
 
 def plot_sweep(x, series: dict, xlabel: str, ylabel: str, title: str, logx: bool = False, logy: bool = False,
-               ax=None):
+               ax=None, marker: str | None = "o"):
     """One line per named series over the same settings ``x`` (e.g. a band's width against the dropout
-    rate or the number of data points), with markers, a legend and optional log axes. Returns the figure."""
+    rate or the number of data points), with markers (``marker=None`` for a dense grid), a legend and
+    optional log axes. Returns the figure."""
     import matplotlib.pyplot as plt
 
     if not series:
@@ -193,12 +194,13 @@ def plot_sweep(x, series: dict, xlabel: str, ylabel: str, title: str, logx: bool
             raise ValueError(f"series {label!r} has {len(values)} values for {len(x)} settings of x")
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(5.8, 3.6))
     for label, values in series.items():
-        ax.plot(x, [float(v) for v in values], marker="o", label=label)
+        ax.plot(x, [float(v) for v in values], marker=marker, label=label)
     from matplotlib import ticker
 
     if logx:
         ax.set_xscale("log")
-        ax.set_xticks(x)  # the settings themselves, as plain numbers
+        if len(x) <= 12:
+            ax.set_xticks(x)  # the settings themselves, as plain numbers
     if logy:
         ax.set_yscale("log")
         ax.yaxis.set_major_locator(ticker.LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
