@@ -604,6 +604,8 @@ def _table(name: str, ours: dict, smoke_run: bool = False) -> str:
             continue
         if isinstance(o, dict):
             o = ", ".join(f"{k}={v}" for k, v in o.items())
+        if isinstance(o, list) and len(o) > 10:  # e.g. the 784 input pixels kept: too long for a table
+            o = f"({len(o)} values, in results.json)"
         if len(str(p)) > 29 or len(str(o)) > 29:
             lines.append(f"  {key}:")
             lines += [f"    paper: {p}"] * bool(p != "") + [f"    ours:  {o}"] * bool(o != "")
