@@ -1,4 +1,5 @@
-"""Uncertainty pictures (lecture 7): regression bands, reliability diagrams, in- vs out-of-distribution."""
+"""Uncertainty pictures (lecture 7): regression bands, reliability diagrams, in- vs out-of-distribution
+(histograms, AUROC bars, example inputs with the network's confidence)."""
 from __future__ import annotations
 
 import numpy as np
@@ -9,7 +10,8 @@ from bnn_teach.uncertainty import decompose
 
 __all__ = [
     "plot_regression_bands", "plot_reliability", "plot_uncertainty_hist", "plot_certainty_grid", "plot_gaussian_fits",
-    "uncertainty_grid", "plot_uncertainty_map",
+    "uncertainty_grid", "plot_uncertainty_map", "plot_ood_inputs", "plot_reliability_grid", "plot_auroc_bars",
+    "plot_uncertainty_hists",
 ]
 
 
@@ -180,4 +182,123 @@ def plot_uncertainty_map(model, X, y, kind: str = "epistemic", num_samples: int 
     ax.set_ylabel("x2")
     ax.set_title(f"{kind.capitalize()} uncertainty over the input plane")
     ax.legend(fontsize=7, loc="upper right")
+    return fig
+
+
+def _confidence(probs) -> torch.Tensor:
+    """The predictive's top-class probability per input, from ``(batch, classes)`` or ``(S, batch, classes)``."""
+    probs = probs.mean(0) if probs.dim() == 3 else probs
+    return probs.max(-1).values.detach().cpu()
+
+
+def plot_ood_inputs(images: dict, probs: dict, k: int = 6, title: str | None = None):
+    """Inputs of several kinds (e.g. test digits, rotated digits, noise) and how confident a classifier is on
+    them: one row of ``k`` images per kind, each titled with the predicted class and its probability, and on
+    the right the histogram of the top-class probability over all inputs of each kind.
+
+    ``images``: ``{kind: X}`` with ``X`` of shape (N, 1, 28, 28) or (N, 28, 28); ``probs``: ``{kind: probs}``,
+    the same kinds, ``(N, classes)`` or Monte Carlo samples ``(S, N, classes)`` (averaged first).
+    The histogram's axes are ``fig.axes[-1]``; the image of row ``r``, column ``j`` is ``fig.axes[r * k + j]``.
+    """
+    import matplotlib.pyplot as plt
+
+    if not images or set(images) != set(probs):
+        raise ValueError(f"images and probs must name the same kinds of input, got {list(images)} and {list(probs)}")
+    kinds = list(images)
+    fig = plt.figure(figsize=(1.25 * k + 4.6, 1.45 * len(kinds) + 0.9))
+    outer = fig.add_gridspec(1, 2, width_ratios=[k, 3.2], wspace=0.25, left=0.05, right=0.98, bottom=0.12)
+    grid = outer[0].subgridspec(len(kinds), k, wspace=0.12, hspace=0.45)
+    for row, kind in enumerate(kinds):
+        mean = probs[kind].mean(0) if probs[kind].dim() == 3 else probs[kind]
+        confidence, predicted = mean.max(-1)
+        for j in range(k):
+            ax = fig.add_subplot(grid[row, j])
+            ax.imshow(_np(images[kind][j]).reshape(28, 28), cmap="gray", vmin=0, vmax=1)
+            ax.set_xticks([])
+            ax.set_yticks([])
+            ax.set_title(f"{int(predicted[j])} ({100 * float(confidence[j]):.0f} %)", fontsize=8)
+            if j == 0:
+                ax.set_ylabel(kind, fontsize=8)
+    hist = fig.add_subplot(outer[1])
+    edges = np.linspace(0.1, 1.0, 19)
+    for kind in kinds:
+        hist.hist(_np(_confidence(probs[kind])), bins=edges, histtype="step", lw=2,
+                  weights=np.full(len(images[kind]), 100.0 / len(images[kind])), label=kind)
+    hist.set_xlabel("probability of the predicted class")
+    hist.set_ylabel("share of the inputs (%)")
+    hist.set_title("How sure is the network?", fontsize=9)
+    hist.legend(fontsize=8, loc="upper left")
+    fig.suptitle(title or "Predicted class (its probability) on inputs of each kind")
+    return fig
+
+
+def plot_reliability_grid(probs: dict, y, num_bins: int = 15, title: str | None = None):
+    """One reliability diagram (:func:`plot_reliability`) per model, side by side, each titled with the
+    model's name and its ECE. ``probs``: ``{model: probs}`` on the same inputs with labels ``y``."""
+    import matplotlib.pyplot as plt
+
+    if not probs:
+        raise ValueError("probs is empty: give {model: probabilities}")
+    fig, axes = plt.subplots(1, len(probs), figsize=(2.9 * len(probs), 3.3), squeeze=False)
+    for ax, (name, p) in zip(axes.flat, probs.items()):
+        plot_reliability(p, y, num_bins, ax=ax)
+        ax.set_title(f"{name}\n{ax.get_title()}", fontsize=9)
+        ax.set_xlabel("confidence (top-class probability)", fontsize=8)
+        ax.set_ylabel("accuracy in the bin", fontsize=8)
+        ax.legend(fontsize=6, loc="upper left")
+    fig.suptitle(title or "Reliability diagrams: accuracy against confidence")
+    fig.tight_layout()
+    return fig
+
+
+def plot_auroc_bars(aurocs: dict, title: str | None = None, ax=None):
+    """Grouped bars of the AUROC of telling in- from out-of-distribution inputs, one group per model and one
+    bar colour per score (e.g. ``"noise: entropy"``, ``"noise: mutual information"``), with the chance level
+    (0.5) as a dashed line and each bar's value written on it.
+
+    ``aurocs``: ``{model: {score: auroc}}``; the scores are those of the first model, in its order.
+    """
+    import matplotlib.pyplot as plt
+
+    if not aurocs:
+        raise ValueError("aurocs is empty: give {model: {score: auroc}}")
+    models = list(aurocs)
+    scores = list(aurocs[models[0]])
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(6.0, 1.5 * len(models) + 2), 3.8))
+    width = 0.8 / len(scores)
+    x = np.arange(len(models))
+    for i, score in enumerate(scores):
+        values = [float(aurocs[m][score]) for m in models]
+        bars = ax.bar(x + (i - (len(scores) - 1) / 2) * width, values, width, label=score)
+        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=6, rotation=90, padding=2)
+    ax.axhline(0.5, color="k", ls="--", lw=1, label="chance (0.5)")
+    ax.set_xticks(x, models, fontsize=8)
+    ax.set_ylim(0.0, 1.4)
+    ax.set_yticks(np.linspace(0.0, 1.0, 6))
+    ax.set_xlabel("model")
+    ax.set_ylabel("AUROC, in vs out of distribution")
+    ax.set_title(title or "Telling out-of-distribution inputs apart by an uncertainty score")
+    ax.legend(fontsize=7, loc="upper center", ncol=3)  # above the bars: the axis runs on to 1.4
+    return fig
+
+
+def plot_uncertainty_hists(probs_in: dict, probs_out: dict, kind: str = "epistemic", bins: int = 30,
+                           title: str | None = None, labels=("in distribution", "out of distribution")):
+    """:func:`plot_uncertainty_hist` for several models side by side: ``probs_in`` and ``probs_out`` are
+    ``{model: probs}`` with the same models; each panel is titled with the model's name and the AUROC,
+    and its legend names the two kinds of input ``labels`` (e.g. ``("test digits", "noise")``)."""
+    import matplotlib.pyplot as plt
+
+    if not probs_in or set(probs_in) != set(probs_out):
+        raise ValueError(f"probs_in and probs_out must name the same models, got {list(probs_in)} and "
+                         f"{list(probs_out)}")
+    fig, axes = plt.subplots(1, len(probs_in), figsize=(3.1 * len(probs_in), 3.0), squeeze=False)
+    for ax, name in zip(axes.flat, probs_in):
+        plot_uncertainty_hist(probs_in[name], probs_out[name], kind=kind, bins=bins, ax=ax)
+        ax.set_title(f"{name}\n{ax.get_title().replace(f'{kind} uncertainty · ', '')}", fontsize=9)
+        ax.set_xlabel(f"{kind} (nats)", fontsize=8)
+        handles, _ = ax.get_legend_handles_labels()
+        ax.legend(handles, list(labels), fontsize=6)
+    fig.suptitle(title or f"{kind.capitalize()} uncertainty, in vs out of distribution")
+    fig.tight_layout()
     return fig
