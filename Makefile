@@ -15,7 +15,6 @@ PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.bnn_teach-installed
 # nbgrader calls `alembic` through the shell, so the environment's bin/ goes first on PATH.
 RUN        := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
-ROOT_FLAG  := $(if $(filter 0,$(shell id -u)),--allow-root,)
 
 .PHONY: setup lab test check clean peers notebooks
 
@@ -36,7 +35,7 @@ notebooks: setup
 
 lab: setup
 	$(RUN) $(VENV)/bin/bnn-teach check --course
-	$(RUN) $(VENV)/bin/jupyter lab $(ROOT_FLAG) $(LAB_ARGS)
+	$(RUN) $(VENV)/bin/bnn-teach lab $(LAB_ARGS)
 
 # The linter (ruff, settings in pyproject.toml) and then the tests; both must pass.
 # pytest exits 5 when it collected no tests; that is not a failure of the build.

@@ -1,4 +1,5 @@
-"""The ``bnn-teach`` command: ``check`` (is this machine ready for the course?), ``reproduce``, ``gallery``.
+"""The ``bnn-teach`` command: ``check`` (is this machine ready for the course?), ``lab``, ``reproduce``, ``gallery``,
+``notebooks``, ``run``, ``grade``.
 
 Every error is one line on stderr that says what to do; the exit status is 0 (done), 1 (a failure),
 2 (a usage error: the command cannot work as given) or 130 (stopped by Ctrl-C).
@@ -148,6 +149,9 @@ def build_parser() -> argparse.ArgumentParser:
     p_check = sub.add_parser("check", help="print versions, device and data source; fail if something is missing")
     p_check.add_argument("--course", action="store_true",
                          help="also require JupyterLab, nbgrader, jupytext, nbstripout")
+    p_lab = sub.add_parser("lab", help="start JupyterLab at the course's root on 127.0.0.1 and print its URL")
+    p_lab.add_argument("--port", type=int, default=None, help="port (default: 8888 when free, else a free one)")
+    p_lab.add_argument("--no-browser", action="store_true", help="do not open a browser; open the printed URL")
     reproduce.add_parser(sub)
     p_gallery = sub.add_parser("gallery", help="render every bnn_teach.viz figure to PNG files in a folder")
     p_gallery.add_argument("out_dir")
@@ -236,6 +240,15 @@ def _run(args) -> int:
 
     if args.command == "check":
         return check(course=args.course)
+    if args.command == "lab":
+        from bnn_teach import lab
+
+        if args.port is not None and not 0 < args.port < 65536:
+            raise reproduce.UsageError(f"--port must be between 1 and 65535, got {args.port}")
+        try:
+            return lab.main(port=args.port, open_browser=not args.no_browser)
+        except FileNotFoundError as err:
+            raise reproduce.UsageError(str(err)) from None
     if args.command == "reproduce":
         return reproduce.main_from_args(args)
     if args.command == "gallery":
