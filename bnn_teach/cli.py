@@ -75,8 +75,10 @@ def _verify_mnist() -> str | None:
     return None
 
 
-def check(course: bool = False) -> int:
-    """Print versions, device and data source; return 0 when ready, 1 when a required piece is missing."""
+def check(course: bool = False, download: bool = False) -> int:
+    """Print versions, device and data source; return 0 when ready, 1 when a required piece is missing.
+    ``download``: fetch full MNIST into the cache first when it is not found and this machine is online
+    (Colab's setup cell asks for it); offline, the embedded subset stays the source."""
     missing = []
     print(f"python       {platform.python_version()} ({sys.executable})")
     for name in REQUIRED + COURSE:
@@ -94,6 +96,15 @@ def check(course: bool = False) -> int:
 
     device = get_device()
     import torch
+
+    if download and mnist_source() == "embedded" and _online():
+        from bnn_teach.data.mnist import _download_split
+
+        for split in ("train", "test"):
+            try:
+                _download_split(split, None)
+            except OSError as err:  # ConnectionError included
+                print(f"MNIST        {split} download failed ({' '.join(str(err).split())[:200]})")
 
     if device.type == "cuda":
         detail = f" ({torch.cuda.get_device_name(device)})"
@@ -149,6 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_check = sub.add_parser("check", help="print versions, device and data source; fail if something is missing")
     p_check.add_argument("--course", action="store_true",
                          help="also require JupyterLab, nbgrader, jupytext, nbstripout")
+    p_check.add_argument("--download", action="store_true",
+                         help="download full MNIST into the cache when it is missing and the machine is online")
     p_lab = sub.add_parser("lab", help="start JupyterLab at the course's root on 127.0.0.1 and print its URL")
     p_lab.add_argument("--port", type=int, default=None, help="port (default: 8888 when free, else a free one)")
     p_lab.add_argument("--no-browser", action="store_true", help="do not open a browser; open the printed URL")
@@ -239,7 +252,7 @@ def _run(args) -> int:
     from bnn_teach import reproduce
 
     if args.command == "check":
-        return check(course=args.course)
+        return check(course=args.course, download=args.download)
     if args.command == "lab":
         from bnn_teach import lab
 

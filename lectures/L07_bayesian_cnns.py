@@ -13,15 +13,18 @@
 # LeNet-5's answers on the three kinds of input.
 
 # %%
-# Setup: on Colab (detected, not assumed) install the course's library from its repository;
-# on your own machine `make lab` has installed it and this cell does nothing.
+# Setup: on Colab (detected, not assumed) install the course's library from its repository, then
+# `bnn-teach check --download` shows the device (Colab's GPU when the runtime has one) and fetches
+# MNIST; on your own machine `make lab` has installed everything and this cell does nothing.
+import os
 import sys
 
 if "google.colab" in sys.modules:
     import subprocess
 
-    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet",
-                    "bnn_teach[course] @ git+https://github.com/bnn-teach/bnn_teach@main"], check=True)
+    source = os.environ.get("BNN_TEACH_INSTALL", "git+https://github.com/bnn-teach/bnn_teach@main")
+    subprocess.run([sys.executable, "-m", "pip", "install", "--quiet", f"bnn_teach[course] @ {source}"], check=True)
+    subprocess.run([sys.executable, "-m", "bnn_teach.cli", "check", "--download"], check=False)
 
 # %%
 import copy

@@ -240,3 +240,15 @@ def test_random_labels_shuffles_but_keeps_counts():
     assert torch.equal(torch.bincount(shuffled), torch.bincount(y))
     assert (shuffled == y).float().mean() < 0.2
     assert torch.equal(shuffled, bt.data.random_labels(y, seed=0))
+
+
+def test_check_download_fetches_what_the_mirror_has(isolated_data, local_mirror, monkeypatch, capsys):
+    """`bnn-teach check --download` (Colab's setup cell) fetches each split it can and says which failed."""
+    from bnn_teach import cli
+
+    monkeypatch.setattr(cli, "_online", lambda timeout=3.0: True)
+    cli.check(download=True)
+    printed = capsys.readouterr().out
+    raw = isolated_data / "cache" / "MNIST" / "raw"
+    assert sorted(p.name for p in raw.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
+    assert "MNIST        train download failed" in printed and "test download failed" not in printed
