@@ -257,7 +257,7 @@ def shrink(model: nn.Module) -> nn.Sequential:
     if not layers:
         raise ValueError("the model has no linear layers")
     tail = pending  # element-wise modules after the last layer stay at the end
-    weights = [(_mean(layer) * weight_mask(layer).to(_mean(layer).dtype)).clone() for layer in layers]
+    weights = [_mean(layer) * weight_mask(layer) for layer in layers]  # the eval weights (bool mask promotes)
     biases = []
     for layer, w in zip(layers, weights):
         bias = layer.mean_bias() if hasattr(layer, "mean_bias") else layer.bias

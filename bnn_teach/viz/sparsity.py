@@ -237,6 +237,15 @@ def _grid(blocks: np.ndarray, cols: int | None = None) -> tuple[np.ndarray, int,
     return image, rows, cols
 
 
+def _kept_legend(ax, kept_label: str, removed_label: str):
+    """A legend beside a black-and-white mask picture: black swatch for kept, white for removed."""
+    from matplotlib.patches import Patch
+
+    ax.legend(handles=[Patch(facecolor="black", label=kept_label),
+                       Patch(facecolor="white", edgecolor="0.5", label=removed_label)],
+              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+
+
 def _draw_grid_lines(ax, rows, cols, h, w):
     for r in range(1, rows):
         ax.axhline(r * h - 0.5, color="0.75", lw=0.4)
@@ -296,11 +305,7 @@ def plot_frame(recorder: SparsityRecorder, frame: int, layer: str, patch: int | 
 
         cmap = matplotlib.colormaps["Greys"].with_extremes(bad="white")
         ax.imshow(shown, cmap=cmap, vmin=0.0, vmax=1.0, interpolation="nearest")
-        from matplotlib.patches import Patch
-
-        ax.legend(handles=[Patch(facecolor="black", label="kept"),
-                           Patch(facecolor="white", edgecolor="0.5", label="pruned")],
-                  loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+        _kept_legend(ax, "kept", "pruned")
     if rows is not None:
         _draw_grid_lines(ax, rows, cols, h, w)
         ax.set_xticks([])
@@ -457,7 +462,6 @@ def plot_input_pixels(kept, image_shape=(28, 28), title: str = "Input pixels the
     """Which inputs a pruned first layer still reads: ``kept`` (one bool per input, e.g.
     ``weight_mask(model.fc1).any(0)``) as an image, kept pixels black; the count in the legend."""
     import matplotlib
-    from matplotlib.patches import Patch
 
     plt = _plt()
     kept = np.asarray(kept, dtype=bool).ravel()
@@ -468,8 +472,6 @@ def plot_input_pixels(kept, image_shape=(28, 28), title: str = "Input pixels the
     ax.set_xlabel("pixel column")
     ax.set_ylabel("pixel row")
     ax.set_title(title, fontsize=10)
-    ax.legend(handles=[Patch(facecolor="black", label=f"read ({int(kept.sum())})"),
-                       Patch(facecolor="white", edgecolor="0.5", label=f"removed ({int((~kept).sum())})")],
-              loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8, frameon=False)
+    _kept_legend(ax, f"read ({int(kept.sum())})", f"removed ({int((~kept).sum())})")
     fig.tight_layout()
     return fig

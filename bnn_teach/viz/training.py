@@ -158,18 +158,15 @@ def plot_gradient_variance(variances: dict, ax=None):
     the parameters are those of the first method, in its order.
     """
     import matplotlib.pyplot as plt
-    import numpy as np
+
+    from bnn_teach.viz._bars import grouped_bars
 
     if not variances:
         raise ValueError("variances is empty: give {method: {parameter: variance}}")
     methods = list(variances)
     params = list(variances[methods[0]])
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(5, 1.1 * len(params) + 2), 3.5))
-    width = 0.8 / len(methods)
-    x = np.arange(len(params))
-    for i, method in enumerate(methods):
-        ax.bar(x + (i - (len(methods) - 1) / 2) * width, [float(variances[method][p]) for p in params], width,
-               label=method)
+    x, _ = grouped_bars(ax, params, {method: [variances[method][p] for p in params] for method in methods})
     ax.set_xticks(x, params, rotation=30, ha="right", fontsize=8)
     ax.set_yscale("log")
     ax.set_ylabel("gradient variance (mean over elements)")

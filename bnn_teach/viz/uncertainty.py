@@ -7,6 +7,7 @@ import torch
 
 from bnn_teach import metrics as _metrics
 from bnn_teach.uncertainty import decompose
+from bnn_teach.viz._bars import grouped_bars
 
 __all__ = [
     "plot_regression_bands", "plot_reliability", "plot_uncertainty_hist", "plot_certainty_grid", "plot_gaussian_fits",
@@ -265,12 +266,9 @@ def plot_auroc_bars(aurocs: dict, title: str | None = None, ax=None):
     models = list(aurocs)
     scores = list(aurocs[models[0]])
     fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(max(6.0, 1.5 * len(models) + 2), 3.8))
-    width = 0.8 / len(scores)
-    x = np.arange(len(models))
-    for i, score in enumerate(scores):
-        values = [float(aurocs[m][score]) for m in models]
-        bars = ax.bar(x + (i - (len(scores) - 1) / 2) * width, values, width, label=score)
-        ax.bar_label(bars, labels=[f"{v:.2f}" for v in values], fontsize=6, rotation=90, padding=2)
+    x, containers = grouped_bars(ax, models, {score: [aurocs[m][score] for m in models] for score in scores})
+    for bars in containers:
+        ax.bar_label(bars, labels=[f"{bar.get_height():.2f}" for bar in bars], fontsize=6, rotation=90, padding=2)
     ax.axhline(0.5, color="k", ls="--", lw=1, label="chance (0.5)")
     ax.set_xticks(x, models, fontsize=8)
     ax.set_ylim(0.0, 1.4)

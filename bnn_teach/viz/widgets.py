@@ -38,10 +38,15 @@ class RegressionExplorer:
 
     def __init__(self, X=None, y=None, prior_sigma=1.0, kl_weight=0.2, num_samples=100, dropout=0.0,
                  hidden=32, num_epochs=300, seed=0):
+        self._start(X, y, dict(prior_sigma=prior_sigma, kl_weight=kl_weight, num_samples=num_samples,
+                                dropout=dropout), hidden, num_epochs, seed)
+
+    def _start(self, X, y, values: dict, hidden: int, num_epochs: int, seed: int):
+        """Keep the data (lecture 0's 1-D set when ``X`` is None) and the knobs, make the figure, fit once."""
         if X is None:
             X, y = _data.regression_1d(120, seed=seed)
         self.X, self.y = X, y
-        self.values = dict(prior_sigma=prior_sigma, kl_weight=kl_weight, num_samples=num_samples, dropout=dropout)
+        self.values = values
         self.hidden, self.num_epochs, self.seed = hidden, num_epochs, seed
         self.x_grid = torch.linspace(-8, 8, 240).unsqueeze(1)
         self.num_updates = 0
@@ -139,18 +144,8 @@ class DropoutExplorer(RegressionExplorer):
 
     def __init__(self, X=None, y=None, dropout=0.2, weight_decay=1e-4, num_samples=100, hidden=64, num_epochs=300,
                  seed=0):
-        if X is None:
-            X, y = _data.regression_1d(120, seed=seed)
-        self.X, self.y = X, y
-        self.values = dict(dropout=dropout, weight_decay=weight_decay, num_samples=num_samples)
-        self.hidden, self.num_epochs, self.seed = hidden, num_epochs, seed
-        self.x_grid = torch.linspace(-8, 8, 240).unsqueeze(1)
-        self.num_updates = 0
-        self.prediction = None
-        self.image = None
-        self.figure = new_figure(figsize=(6, 3.5))
-        self.ax = self.figure.add_subplot()
-        self.update()
+        self._start(X, y, dict(dropout=dropout, weight_decay=weight_decay, num_samples=num_samples), hidden,
+                    num_epochs, seed)
 
     def build(self) -> nn.Module:
         p = float(self.values["dropout"])
