@@ -3,13 +3,15 @@
 ``import bnn_teach as bt``, then ``bt.nn``, ``bt.kl``, ``bt.priors``, ``bt.objectives``, ``bt.data``,
 ``bt.train``, ``bt.sparsity``, ``bt.models``, ``bt.sgmcmc``, ``bt.predict``, ``bt.uncertainty``,
 ``bt.metrics``, ``bt.reproduce`` (the papers' experiments and the recorded runs the lectures load),
-``bt.diagnostics`` (gradient estimators and their variance), ``bt.selfcheck`` (the lectures'
+``bt.diagnostics`` (gradient estimators and their variance), ``bt.distributed`` (the posterior server and
+its baselines on ``torch.distributed``), ``bt.selfcheck`` (the lectures'
 check-yourself cells), ``bt.viz``, ``bt.utils``. Each module's docstring names the lecture
 that explains it.
 """
 from bnn_teach import (  # noqa: F401
     data,
     diagnostics,
+    distributed,
     kl,
     metrics,
     models,

@@ -1,4 +1,4 @@
-"""The course's networks in every flavour: LeNet-300-100 and LeNet-5-Caffe (lectures 2-4).
+"""The course's networks in every flavour: LeNet-300-100 and LeNet-5-Caffe (lectures 2-4), a small MLP (lecture 8).
 
 ``flavour``: ``"deterministic"``, ``"bbb"``, ``"svdo"``, ``"ard"``, ``"group_svdo"`` (LeNet-300-100
 only: neuron-level sparsity on the inputs of each fully connected layer) or ``"mcdropout"``.
@@ -17,7 +17,7 @@ from torch import nn
 from bnn_teach.nn.base import MCDropout
 from bnn_teach.nn.convert import FLAVOURS, bayesianize
 
-__all__ = ["lenet300", "lenet5", "MODEL_FLAVOURS"]
+__all__ = ["mlp", "lenet300", "lenet5", "MODEL_FLAVOURS"]
 
 MODEL_FLAVOURS = ("deterministic", "mcdropout") + tuple(FLAVOURS)
 
@@ -38,6 +38,20 @@ def _finish(model: nn.Sequential, flavour: str, p: float, layer_kwargs: dict) ->
             model = nn.Sequential(OrderedDict(layers))
         return model
     return bayesianize(model, flavour, **layer_kwargs)
+
+
+def mlp(hidden: int = 100, flavour: str = "deterministic", p: float = 0.5, **layer_kwargs) -> nn.Sequential:
+    """784 → ``hidden`` → 10 with ReLU (``fc1, fc2``): small enough to train on many processes at once
+    (lecture 8: 79,510 weights and biases at ``hidden=100``). Input (N, 1, 28, 28) or (N, 784); output logits (N, 10).
+    """
+    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
+        raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
+    model = nn.Sequential(OrderedDict([
+        ("flatten", nn.Flatten()),
+        ("fc1", nn.Linear(784, hidden)), ("relu1", nn.ReLU()),
+        ("fc2", nn.Linear(hidden, 10)),
+    ]))
+    return _finish(model, flavour, p, layer_kwargs)
 
 
 def lenet300(flavour: str = "deterministic", p: float = 0.5, **layer_kwargs) -> nn.Sequential:

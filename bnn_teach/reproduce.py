@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from bnn_teach import data, models, objectives, sparsity
+from bnn_teach import data, distributed, models, objectives, sparsity
 from bnn_teach._checks import check_positive
 from bnn_teach.nn import Conv2dSVDO, LinearSVDO, bayesianize
 from bnn_teach.priors import GaussianPrior, ScaleMixturePrior
@@ -65,6 +65,9 @@ PAPER = {
                 "claim": "SGLD-SA recovers beta1..3 and shrinks the 997 zeros; SGLD/SGHMC do not"},
     "compare-pruning": {"source": "Molchanov et al. 2017 (SparseVD) vs magnitude and BBB signal-to-noise pruning",
                         "claim": "SparseVD compresses most at matched accuracy"},
+    "distributed": {"source": "Webb et al. (poster); Xu et al. 2014; Hasenclever et al. 2017",
+                    "claim": "the posterior server is competitive with non-distributed training on MNIST "
+                             "(the poster gives no table)"},
 }
 
 
@@ -150,6 +153,7 @@ class Context:
     lr: float | None = None   # resolved: the recipe's default where the experiment has an lr, else None
     lr_floor: float = 0.0
     train_size: int | None = None
+    workers: int | None = None
     num_epochs: int | None = None   # resolved number of epochs (steps for sgld-sa come from it)
     settings: dict = field(default_factory=dict)
     notes: list = field(default_factory=list)
@@ -540,6 +544,49 @@ def compare_pruning(ctx: Context):
     return rows, None, trained["svdo"]
 
 
+def distributed_mnist(ctx: Context):
+    """The posterior server on MNIST with 1, 2, 4 and 8 workers, with baselines and compression (20 rounds).
+
+    A Bayes-by-Backprop MLP 784-100-10 (Gaussian prior, sd 1); every worker takes 100 Adam steps of
+    batch 100 a round (``--epochs`` sets the rounds, ``--workers N`` runs 1 and N workers only). With one
+    worker the posterior server is Bayes by Backprop. At the largest number of workers: federated
+    averaging, consensus Monte Carlo (SGLD at step 0.2 / shard size, as many steps per worker) and the
+    server with top-10 % and 8-bit messages. Runs are not checkpointed: an interrupted run starts over."""
+    train_data, test_data = _mnist(ctx, test_subset=None)
+    rounds = ctx.num_epochs
+    local_steps = 5 if ctx.fast else 100
+    counts = [1, 2, 4, 8] if ctx.workers is None else sorted({1, ctx.workers})
+    if ctx.fast and ctx.workers is None:
+        counts = [1, 2]
+
+    def model():
+        set_seed(ctx.seed)
+        return models.mlp(100, "bbb", init_rho=-3.0)
+
+    common = dict(test_data=test_data, seed=ctx.seed, progress=ctx.progress)
+    rows, curves = [], {}
+
+    def keep(run):
+        rows.append(run.evaluate(model(), test_data))
+        curves[run.label] = [h["test_acc"] for h in run.history]
+
+    for m in counts:
+        keep(distributed.posterior_server(model(), train_data, m, rounds=rounds, local_steps=local_steps, **common))
+    m = counts[-1]
+    if m > 1:
+        keep(distributed.federated_averaging(model(), train_data, m, rounds=rounds, local_steps=local_steps,
+                                             **common))
+        steps = rounds * local_steps
+        keep(distributed.consensus_monte_carlo(model(), train_data, m, num_samples=20, burn_in=steps // 2,
+                                               thin=max(1, steps // 40), sgld_lr=0.2 * m / len(train_data[0]),
+                                               **common))
+        for compression in ("topk:0.1", "8bit"):
+            keep(distributed.posterior_server(model(), train_data, m, rounds=rounds, local_steps=local_steps,
+                                              compression=compression, **common))
+    return {"rows": rows, "curves": curves, "rounds": rounds, "local steps": local_steps,
+            "parameters": distributed.num_parameters(model()), "epochs": rounds}, None, None
+
+
 EXPERIMENTS = {
     "sparsevd-lenet300": sparsevd_lenet300,
     "sparsevd-lenet5": sparsevd_lenet5,
@@ -547,6 +594,7 @@ EXPERIMENTS = {
     "random-labels": random_labels,
     "sgld-sa": sgld_sa,
     "compare-pruning": compare_pruning,
+    "distributed": distributed_mnist,
 }
 
 
@@ -567,8 +615,9 @@ RECIPES = {
     "random-labels": Recipe(100, ("train_size",)),
     "sgld-sa": Recipe(None),
     "compare-pruning": Recipe(100, ("train_size",)),
+    "distributed": Recipe(20, ("train_size", "workers")),
 }
-OPTION_FLAGS = {"lr": "--lr", "lr_floor": "--lr-floor", "train_size": "--train-size"}
+OPTION_FLAGS = {"lr": "--lr", "lr_floor": "--lr-floor", "train_size": "--train-size", "workers": "--workers"}
 
 
 def describe(name: str) -> str:
@@ -576,13 +625,16 @@ def describe(name: str) -> str:
     return EXPERIMENTS[name].__doc__.strip().splitlines()[0]
 
 
-def _figure(name, history, model, path: Path, smoke_run: bool = False):
+def _figure(name, history, model, path: Path, smoke_run: bool = False, ours: dict | None = None):
     import matplotlib
 
     matplotlib.use("Agg", force=False)
     from bnn_teach import viz
 
-    fig = viz.experiment_figure(name, history, model, smoke_run=smoke_run)
+    if name == "distributed":
+        fig = viz.distributed_figure(ours, smoke_run=smoke_run)
+    else:
+        fig = viz.experiment_figure(name, history, model, smoke_run=smoke_run)
     fig.savefig(path, dpi=100)
     import matplotlib.pyplot as plt
 
@@ -598,6 +650,15 @@ def _table(name: str, ours: dict, smoke_run: bool = False) -> str:
     keys = [k for k in paper if k not in ("source",)] + [k for k in ours if k not in paper]
     for key in keys:
         p, o = paper.get(key, ""), ours.get(key, "")
+        if isinstance(o, list) and o and isinstance(o[0], dict) and "label" in o[0]:   # a table of runs
+            columns = [k for k in o[0] if k not in ("label", "method", "workers", "compression")]
+            width = max(len(row["label"]) for row in o)
+            lines.append(f"  {'':<{width}}" + "".join(f"{c:>12}" for c in columns))
+            lines += [f"  {row['label']:<{width}}" + "".join(f"{row[c]:>12}" for c in columns) for row in o]
+            continue
+        if key == "curves":
+            lines.append(f"  {key}: in results.json")
+            continue
         if isinstance(o, list) and o and isinstance(o[0], dict):
             lines.append(f"  {key}:")
             lines += ["    " + ", ".join(f"{k}={v}" for k, v in row.items()) for row in o]
@@ -640,7 +701,7 @@ def resolve_device(device) -> torch.device:
     return dev
 
 
-def _check_arguments(name, epochs, out, seed, lr, lr_floor, train_size):
+def _check_arguments(name, epochs, out, seed, lr, lr_floor, train_size, workers=None):
     if name not in EXPERIMENTS:
         raise UsageError(f"unknown experiment {name!r}; choose from {', '.join(EXPERIMENTS)}")
     if epochs is not None and (not _is_int(epochs) or epochs <= 0):
@@ -655,7 +716,9 @@ def _check_arguments(name, epochs, out, seed, lr, lr_floor, train_size):
         raise UsageError(f"--lr-floor must be in [0, 1) (a fraction of --lr), got {lr_floor!r}")
     if train_size is not None and (not _is_int(train_size) or train_size <= 0):
         raise UsageError(f"--train-size must be a positive integer, got {train_size!r}")
-    given = {"lr": lr, "lr_floor": lr_floor, "train_size": train_size}
+    if workers is not None and (not _is_int(workers) or not 1 <= workers <= 64):
+        raise UsageError(f"--workers must be an integer from 1 to 64, got {workers!r}")
+    given = {"lr": lr, "lr_floor": lr_floor, "train_size": train_size, "workers": workers}
     for option, value in given.items():
         if value is not None and option not in RECIPES[name].options:
             users = [n for n, r in RECIPES.items() if option in r.options]
@@ -683,12 +746,14 @@ def _resolve(ctx: Context, name: str) -> dict:
         settings["lr_floor"] = ctx.lr_floor
     if "train_size" in recipe.options:
         settings["train_size"] = ctx.train_size
+    if "workers" in recipe.options:
+        settings["workers"] = ctx.workers
     return settings
 
 
 def run(name: str, epochs: int | None = None, device=None, out=None, restart: bool = False,
         progress: bool = True, seed: int = 0, lr: float | None = None, lr_floor: float | None = None,
-        train_size: int | None = None) -> dict:
+        train_size: int | None = None, workers: int | None = None) -> dict:
     """Run one experiment; returns ``{"experiment", "paper", "ours", "notes", "settings", "data", ...}``
     (also written to results.json).
 
@@ -697,9 +762,10 @@ def run(name: str, epochs: int | None = None, device=None, out=None, restart: bo
     anything is created or changed; Ctrl-C during training raises :class:`RunInterrupted`.
     """
     out = Path(out) if out is not None else Path("runs") / str(name)
-    _check_arguments(name, epochs, out, seed, lr, lr_floor, train_size)
+    _check_arguments(name, epochs, out, seed, lr, lr_floor, train_size, workers)
     ctx = Context(out=out, device=resolve_device(device), epochs=epochs, restart=restart, progress=progress,
-                  fast=fast_mode(), seed=seed, lr=lr, lr_floor=float(lr_floor or 0.0), train_size=train_size)
+                  fast=fast_mode(), seed=seed, lr=lr, lr_floor=float(lr_floor or 0.0), train_size=train_size,
+                  workers=workers)
     ctx.settings = _resolve(ctx, name)
     stored = out / SETTINGS_FILE
     if stored.exists() and not restart:
@@ -721,7 +787,7 @@ def run(name: str, epochs: int | None = None, device=None, out=None, restart: bo
         history.to_json(out / "history.json")
     if ctx.frames is not None:
         _write_atomic(out / "frames.json", json.dumps(ctx.frames))
-    _figure(name, history, model, out / "figure.png", smoke_run=ctx.fast)
+    _figure(name, history, model, out / "figure.png", smoke_run=ctx.fast, ours=ours)
     print(_table(name, ours, smoke_run=ctx.fast))
     print(f"  results, history and figure in {out}/")
     return result
@@ -796,6 +862,8 @@ def add_parser(sub):
     p.add_argument("--lr-floor", type=_fraction, default=None,
                    help="SparseVD experiments: decay the learning rate linearly to this fraction of --lr "
                         "(default 0, the paper's code)")
+    p.add_argument("--workers", type=_positive_int, default=None,
+                   help="distributed: run the posterior server with 1 and N workers (default 1, 2, 4 and 8)")
     p.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     p.add_argument("--record", action="store_true",
                    help="then copy the run's results and history into the package, where the lectures load "
@@ -807,7 +875,7 @@ def main_from_args(args) -> int:
     out = args.out if args.out is not None else str(Path("runs") / args.experiment)
     run(args.experiment, epochs=args.epochs, device=args.device, out=out, restart=args.restart,
         progress=not args.no_progress, seed=args.seed, lr=args.lr, lr_floor=args.lr_floor,
-        train_size=args.train_size)
+        train_size=args.train_size, workers=args.workers)
     if args.record:
         print(f"  recorded for the lectures in {record(args.experiment, out)}/")
     return 0
@@ -819,7 +887,7 @@ def main_from_args(args) -> int:
 RECORDED = Path(__file__).resolve().parent / "recorded"
 RECORDED_FILES = ("results.json",)
 OPTIONAL_FILES = ("history.json", "frames.json")
-WITHOUT_HISTORY = ("compare-pruning",)  # it trains four networks: no one training history to show
+WITHOUT_HISTORY = ("compare-pruning", "distributed")  # several runs each: no one training history to show
 MANIFEST = "SHA256SUMS"
 
 

@@ -43,6 +43,15 @@ def test_every_experiment_runs_at_its_smallest_setting(name, fast_embedded, tmp_
     if name == "sgld-sa":
         methods = {row["method"] for row in result["ours"]["rows"]}
         assert methods == {"sgld", "sghmc", "sgld-sa"}
+    if name == "distributed":
+        rows = result["ours"]["rows"]
+        assert [row["label"] for row in rows] == [
+            "posterior server, 1 worker", "posterior server, 2 workers", "federated averaging, 2 workers",
+            "consensus MC, 2 workers", "posterior server, 2 workers, top-10%", "posterior server, 2 workers, 8-bit"]
+        assert all(0 <= row["accuracy %"] <= 100 and row["MB up"] > 0 for row in rows)
+        assert rows[4]["MB up"] == pytest.approx(rows[1]["MB up"] * 12 / 80, rel=0.01)   # 12 bytes per kept 10 %
+        assert set(result["ours"]["curves"]) == {row["label"] for row in rows}
+        assert "posterior server, 2 workers, 8-bit" in printed
 
 
 def _folder_state(folder):
@@ -159,10 +168,13 @@ def test_bad_arguments(tmp_path):
         (dict(lr=5.0), "sgld-sa does not use --lr"), (dict(train_size=100), "does not use --train-size"),
         (dict(lr_floor=0.5), "does not use --lr-floor"), (dict(seed=-1), "seed"),
         (dict(device="gpu"), "not a device"), (dict(device="meta"), "not supported"),
+        (dict(workers=4), "sgld-sa does not use --workers"),
     ]
     for kwargs, match in bad:
         with pytest.raises(reproduce.UsageError, match=match):
             reproduce.run("sgld-sa", out=tmp_path / "never", **kwargs)
+    with pytest.raises(reproduce.UsageError, match="--workers must be an integer from 1 to 64"):
+        reproduce.run("distributed", out=tmp_path / "never", workers=0)
     for kwargs, match in [(dict(train_size=-5), "train-size"), (dict(lr=float("nan")), "--lr"),
                           (dict(lr_floor=1.0), "lr-floor")]:
         with pytest.raises(reproduce.UsageError, match=match):

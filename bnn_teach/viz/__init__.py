@@ -6,7 +6,10 @@
   an exact posterior, step-size schedules, variable selection, ensemble size.
 - :mod:`~bnn_teach.viz.widgets`: the 1-D regression explorers (Bayes by Backprop, MC dropout).
 - :mod:`~bnn_teach.viz.training`: training curves, gradient estimators and their variance.
+- :mod:`~bnn_teach.viz.distributed`: subposteriors and their combinations, curves per round, accuracy against
+  bytes sent (lecture 8).
 """
+from bnn_teach.viz.distributed import distributed_figure, plot_communication, plot_rounds, plot_subposteriors
 from bnn_teach.viz.mcmc import (
     autocorrelation,
     effective_sample_size,
@@ -66,5 +69,6 @@ __all__ = [
     "effective_sample_size", "plot_traces", "plot_autocorrelation", "plot_samples_2d", "plot_marginals",
     "plot_step_sizes", "plot_variable_selection", "plot_ensemble_size", "plot_history",
     "experiment_figure", "plot_gradient_estimators", "plot_gradient_variance", "plot_sweep", "RegressionExplorer",
-    "regression_explorer", "DropoutExplorer",
+    "regression_explorer", "DropoutExplorer", "plot_subposteriors", "plot_rounds", "plot_communication",
+    "distributed_figure",
 ]
