@@ -84,9 +84,9 @@ def test_topk_sends_whole_coordinates_and_counts_its_bytes():
     topk = btd.TopK(0.5)
     sent = topk.decode(topk.encode(torch.cat([shift, precision])), 8)
     assert torch.equal(sent, torch.tensor([0, -5.0, 0, 0.0, 0, 0, 0, 4.0]))   # coordinates 1 and 3, both numbers
-    # relative to a scale, coordinate 2's precision change is the largest
-    scale = torch.tensor([1.0, 100.0, 1.0, 100.0, 1.0, 1.0, 0.01, 100.0])
-    sent = btd.TopK(0.25).decode(btd.TopK(0.25).encode(torch.cat([shift, precision]), scale=scale), 8)
+    # by a priority, coordinate 2 comes first
+    priority = torch.tensor([0.0, 1.0, 3.0, 2.0])
+    sent = btd.TopK(0.25).decode(btd.TopK(0.25).encode(torch.cat([shift, precision]), priority=priority), 8)
     assert torch.equal(sent, torch.tensor([0, 0, 0.3, 0, 0, 0, 0.1, 0]))
     assert topk.nbytes(8) == 2 * 12 and btd.TopK(0.1).nbytes(2000) == 100 * 12
     assert btd.compress.NoCompression().nbytes(2000) == 8000

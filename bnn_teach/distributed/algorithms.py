@@ -81,10 +81,7 @@ class DistributedRun:
     @property
     def label(self) -> str:
         """``"posterior server, 4 workers, top-10%"``: the run's name in tables and legends."""
-        names = {"ep": "posterior server", "fedavg": "federated averaging", "consensus": "consensus MC"}
-        label = f"{names[self.method]}, {self.num_workers} worker{'s' * (self.num_workers > 1)}"
-        compression = self.settings.get("compression", "none")
-        return label if compression == "none" else f"{label}, {compression}"
+        return _label(self.method, self.num_workers, self.settings.get("compression", "none"))
 
     def evaluate(self, model: nn.Module, test_data, num_samples: int = 20) -> dict:
         """Test accuracy, NLL and ECE of the posterior predictive (``num_samples`` draws), the megabytes sent each
@@ -112,6 +109,12 @@ class DistributedRun:
             load_posterior_(net, DiagGaussian(theta, torch.ones_like(theta)), mean_only=True)
             probs.append(torch.softmax(net(X), dim=-1))
         return torch.stack(probs)
+
+
+def _label(algorithm: str, num_workers: int, compression: str = "none") -> str:
+    names = {"ep": "posterior server", "fedavg": "federated averaging", "consensus": "consensus MC"}
+    label = f"{names[algorithm]}, {num_workers} worker{'s' * (num_workers > 1)}"
+    return label if compression == "none" else f"{label}, {compression}"
 
 
 @dataclass
@@ -178,7 +181,6 @@ class _Worker:
         self.order, self.cursor = torch.empty(0, dtype=torch.long), 0
         self.adam = None
         self.round = 0
-        self.residual = torch.zeros(2 * len(start))
         self.compressor = _compress.make(spec.compression)
 
     def batch(self):
@@ -266,11 +268,10 @@ class _Worker:
         tilted = self.fit_vi(cavity, q, self.n) if self.spec.method == "vi" else self.moments_sgld(cavity)
         beta = self.spec.damping(self.round) if callable(self.spec.damping) else self.spec.damping
         change = ((tilted - cavity) - self.site) * beta
-        wanted = change.pack() + self.residual
-        parts = self.compressor.encode(wanted, scale=q.pack())
-        received = self.compressor.decode(parts, len(wanted))
-        self.residual = wanted - received   # error feedback: what was left out goes with the next message
-        self.site = self.site + DiagGaussian.unpack(received)
+        # what a compressed message leaves out is not kept aside: the next change is measured from the site
+        # as it was received, so it contains the missing part again
+        parts = self.compressor.encode(change.pack(), priority=_movement(q, change))
+        self.site = self.site + DiagGaussian.unpack(self.compressor.decode(parts, 2 * len(q)))
         return parts
 
     def fedavg_message(self, q: DiagGaussian, num_data: int) -> list:
@@ -280,6 +281,12 @@ class _Worker:
 
 
 # ------------------------------------------------------------------------------------------- the processes
+
+def _movement(q: DiagGaussian, change: DiagGaussian) -> torch.Tensor:
+    """``(D,)``: how far adding ``change`` would move q, per coordinate: |Δmean| / sd + |Δprecision| / precision
+    (to first order, Δmean = (Δshift - mean Δprecision) / precision)."""
+    return (change.shift - q.mean * change.precision).abs() * q.sd + (change.precision / q.precision).abs()
+
 
 def _gather(parts: list, rank: int, world_size: int):
     """Gather each part from every rank at rank 0; returns per worker (ranks 1..m) its list of parts, on rank 0."""
@@ -452,7 +459,8 @@ def _run(algorithm: str, model: nn.Module, train_data, num_workers: int, *, prog
     if progress:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=rounds, desc=f"{algorithm}, {num_workers} worker{'s' * (num_workers > 1)}", unit="round")
+        label = _label(algorithm, num_workers, _compress.make(spec.compression).name)
+        bar = tqdm(total=rounds, desc=label, unit="round")
 
     def on_progress(rank, row):
         if bar is not None:

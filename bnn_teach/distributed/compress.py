@@ -1,10 +1,11 @@
-"""What a worker sends, made smaller: top-k sparsification and uniform quantisation, with error feedback.
+"""What a worker sends, made smaller: top-k sparsification and uniform quantisation.
 
 A message is a change of natural parameters, ``(2 D,)``: the D shift changes, then the D precision
 changes; coordinate j's two numbers belong together (a mean is shift / precision, so sending one without
 the other would move it arbitrarily). A compressor turns such a vector into a list of tensors of fixed
 shapes (so that every worker's message fits one ``gather``), counts its bytes, and decodes it. The part a
-message leaves out is not lost: the worker adds it to its next message (error feedback).
+message leaves out is not lost: a worker updates its site by what was received, and its next change, measured
+from that site, contains the rest again.
 
 >>> topk = TopK(0.5)
 >>> change = torch.tensor([0.1, -3.0, 0.0, 1.0])         # shifts of coordinates 0, 1; then their precisions
@@ -27,11 +28,12 @@ def _halves(x: torch.Tensor):
 
 
 class Compressor:
-    """``encode(x, scale)`` a ``(2 D,)`` message into fixed-shape parts; ``decode(parts, 2 D)`` gives what arrives."""
+    """``encode(x, priority)`` a ``(2 D,)`` message into fixed-shape parts (``priority``, ``(D,)``: how much each
+    coordinate's change matters, for compressors that choose); ``decode(parts, 2 D)`` gives what arrives."""
 
     name = "none"
 
-    def encode(self, x: torch.Tensor, scale: torch.Tensor | None = None) -> list:
+    def encode(self, x: torch.Tensor, priority: torch.Tensor | None = None) -> list:
         raise NotImplementedError
 
     def decode(self, parts: list, size: int) -> torch.Tensor:
@@ -48,7 +50,7 @@ class Compressor:
 class NoCompression(Compressor):
     """Send the float32 vector as it is: 8 D bytes."""
 
-    def encode(self, x, scale=None):
+    def encode(self, x, priority=None):
         _halves(x)
         return [x.float()]
 
@@ -57,10 +59,9 @@ class NoCompression(Compressor):
 
 
 class TopK(Compressor):
-    """Send the ``k = ceil(fraction D)`` coordinates whose change is largest, both of their numbers (float32)
-    and their int32 index: 12 k bytes. A coordinate's size is ``|shift change| / scale_shift +
-    |precision change| / scale_precision`` (``scale`` defaults to ones; the posterior server passes the global
-    posterior's natural parameters, so that a change counts relative to what it changes)."""
+    """Send the ``k = ceil(fraction D)`` coordinates of highest ``priority``, both of their numbers (float32) and
+    their int32 index: 12 k bytes. ``priority`` defaults to ``|shift change| + |precision change|``; the posterior
+    server passes how far each change would move the posterior: ``|Δmean| / sd + |Δprecision| / precision``."""
 
     def __init__(self, fraction: float):
         if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 < fraction <= 1.0:
@@ -71,11 +72,11 @@ class TopK(Compressor):
     def k(self, num_coordinates: int) -> int:
         return max(1, math.ceil(self.fraction * num_coordinates))
 
-    def encode(self, x, scale=None):
+    def encode(self, x, priority=None):
         shift, precision = _halves(x)
-        relative = x.abs() if scale is None else x.abs() / scale.abs().clamp_min(1e-12)
-        size = relative[:len(shift)] + relative[len(shift):]
-        index = size.topk(self.k(len(shift)), sorted=False).indices
+        if priority is None:
+            priority = shift.abs() + precision.abs()
+        index = priority.topk(self.k(len(shift)), sorted=False).indices
         return [torch.cat([shift[index], precision[index]]).float(), index.to(torch.int32)]
 
     def decode(self, parts, size):
@@ -102,7 +103,7 @@ class Quantize(Compressor):
         self.bits = bits
         self.name = f"{bits}-bit"
 
-    def encode(self, x, scale=None):
+    def encode(self, x, priority=None):
         parts = []
         levels = 2 ** self.bits - 1
         for half in _halves(x):

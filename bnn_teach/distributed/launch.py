@@ -58,6 +58,8 @@ def _die_with_parent():
 def _child(fn, rank, world_size, port, queue, result_path, comm_timeout, args):
     _die_with_parent()
     torch.set_num_threads(1)   # one core per process; also keeps OpenMP safe after fork
+    if sys.__stdout__ is not None:   # a notebook's streams live on its kernel's threads, which a fork does not copy
+        sys.stdout, sys.stderr = sys.__stdout__, sys.__stderr__
 
     def report(message):
         queue.put(("progress", rank, message))

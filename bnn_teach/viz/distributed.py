@@ -42,7 +42,8 @@ def plot_rounds(curves: dict, ylabel: str, title: str, logy: bool = False, ax=No
     """One line per run, ``curves = {label: [value after round 1, 2, ...]}``; ``reference`` draws a dashed line."""
     import matplotlib.pyplot as plt
 
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.2, 3.4))
+    own = ax is None
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(7.2, 3.6))
     for label, values in curves.items():
         rounds = range(1, len(values) + 1)
         ax.plot(list(rounds), list(values), marker="o" if len(values) <= 20 else None, markersize=3, label=label)
@@ -54,6 +55,8 @@ def plot_rounds(curves: dict, ylabel: str, title: str, logy: bool = False, ax=No
     ax.set_ylabel(ylabel)
     ax.set_title(title)
     ax.legend(fontsize=7)
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -61,17 +64,24 @@ def plot_communication(rows: list, ax=None, title: str = "Accuracy against what 
     """Test accuracy (%) against megabytes sent by the workers (log scale), one labelled point per row of
     :meth:`~bnn_teach.distributed.DistributedRun.evaluate`."""
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import FormatStrFormatter, LogLocator, NullFormatter
 
-    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(6.2, 3.6))
+    own = ax is None
+    fig, ax = (ax.figure, ax) if ax is not None else plt.subplots(figsize=(9.0, 3.6))
     markers = {"ep": "o", "fedavg": "s", "consensus": "^"}
     for i, row in enumerate(rows):
         ax.scatter(max(row["MB up"], 1e-3), row["accuracy %"], marker=markers.get(row["method"], "o"), s=40,
                    color=f"C{i % 10}", label=row["label"])
     ax.set_xscale("log")
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0)))
+    ax.xaxis.set_major_formatter(FormatStrFormatter("%g"))
+    ax.xaxis.set_minor_formatter(NullFormatter())
     ax.set_xlabel("megabytes sent by the workers (log scale)")
     ax.set_ylabel("test accuracy (%)")
     ax.set_title(title)
-    ax.legend(fontsize=6, loc="lower right")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.02, 0.5))   # beside the points, never over them
+    if own:
+        fig.tight_layout()
     return fig
 
 
@@ -81,7 +91,7 @@ def distributed_figure(ours: dict, smoke_run: bool = False):
 
     from bnn_teach.viz.training import SMOKE_TITLE
 
-    fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4))
+    fig, (left, right) = plt.subplots(1, 2, figsize=(15, 4.2))
     curves = {label: [100 * a for a in values] for label, values in ours["curves"].items()}
     plot_rounds(curves, "test accuracy of the posterior mean (%)", "Accuracy after each round", ax=left)
     plot_communication(ours["rows"], ax=right)
