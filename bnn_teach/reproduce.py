@@ -651,10 +651,7 @@ def _table(name: str, ours: dict, smoke_run: bool = False) -> str:
     for key in keys:
         p, o = paper.get(key, ""), ours.get(key, "")
         if isinstance(o, list) and o and isinstance(o[0], dict) and "label" in o[0]:   # a table of runs
-            columns = [k for k in o[0] if k not in ("label", "method", "workers", "compression")]
-            width = max(len(row["label"]) for row in o)
-            lines.append(f"  {'':<{width}}" + "".join(f"{c:>12}" for c in columns))
-            lines += [f"  {row['label']:<{width}}" + "".join(f"{row[c]:>12}" for c in columns) for row in o]
+            lines += ["  " + line for line in distributed.format_table(o).splitlines()]
             continue
         if key == "curves":
             lines.append(f"  {key}: in results.json")

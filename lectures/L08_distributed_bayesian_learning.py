@@ -313,17 +313,7 @@ for m in WORKER_COUNTS:
 
 # %%
 rows = [runs[m].evaluate(mnist_model(), (X_test, y_test)) for m in WORKER_COUNTS]
-
-
-def show(rows):
-    columns = ["accuracy %", "nll", "ece", "MB up", "MB down", "seconds"]
-    width = max(len(r["label"]) for r in rows)
-    print(f"{'':<{width}}" + "".join(f"{c:>12}" for c in columns))
-    for r in rows:
-        print(f"{r['label']:<{width}}" + "".join(f"{r[c]:>12}" for c in columns))
-
-
-show(rows)
+print(bt.distributed.format_table(rows))
 fig = bt.viz.plot_rounds({runs[m].label: [100 * h["test_acc"] for h in runs[m].history] for m in WORKER_COUNTS},
                          "test accuracy of the posterior mean (%)",
                          f"Posterior server, MNIST ({len(X_train):,} images): accuracy after each round")
@@ -351,7 +341,7 @@ assert rows[0]["accuracy %"] > 85
 
 # %%
 recorded = bt.reproduce.load_recorded("distributed")
-show(recorded["results"]["ours"]["rows"])
+print(bt.distributed.format_table(recorded["results"]["ours"]["rows"]))
 print(f"({recorded['results']['settings']['epochs']} rounds of {recorded['results']['ours']['local steps']} "
       f"steps; {recorded['results']['notes'][0].split(': ')[-1]}; {recorded['results']['threads']} threads)")
 
@@ -387,7 +377,8 @@ by_label = {
     "federated averaging": bt.distributed.federated_averaging(mnist_model(), mnist, M, rounds=ROUNDS,
                                                               local_steps=LOCAL_STEPS, split="by_label", seed=SEED),
 }
-show([rows[WORKER_COUNTS.index(M)]] + [run.evaluate(mnist_model(), (X_test, y_test)) for run in baselines])
+print(bt.distributed.format_table([rows[WORKER_COUNTS.index(M)]]
+                                 + [run.evaluate(mnist_model(), (X_test, y_test)) for run in baselines]))
 by_label_rows = {k: run.evaluate(mnist_model(), (X_test, y_test)) for k, run in by_label.items()}
 for k, row in by_label_rows.items():
     print(f"shards sorted by label, {k}: accuracy {row['accuracy %']:.1f} %, NLL {row['nll']:.3f}")
@@ -417,7 +408,7 @@ compressed = {c: bt.distributed.posterior_server(mnist_model(), mnist, M, rounds
               for c in ("topk:0.1", "8bit")}
 comparison = [rows[WORKER_COUNTS.index(M)]] + [run.evaluate(mnist_model(), (X_test, y_test))
                                                for run in compressed.values()]
-show(comparison)
+print(bt.distributed.format_table(comparison))
 fig = bt.viz.plot_communication(rows + comparison[1:] + [run.evaluate(mnist_model(), (X_test, y_test))
                                                          for run in baselines])
 plain, topk, eight = comparison

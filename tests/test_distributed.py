@@ -342,3 +342,15 @@ def test_lecture_figures_have_titles_labels_and_legends():
     fig = bt.viz.distributed_figure({"rows": rows, "curves": {r["label"]: [0.5, 0.8] for r in rows}}, smoke_run=True)
     assert len(fig.axes) == 2 and "SMOKE RUN" in fig._suptitle.get_text()
     plt.close(fig)
+
+
+def test_format_table_lists_each_run_under_its_columns():
+    rows = [{"label": "posterior server, 1 worker", "accuracy %": 95.53, "nll": 0.1588, "ece": 0.0357,
+             "MB up": 12.722, "MB down": 12.722, "seconds": 9.5},
+            {"label": "consensus MC, 8 workers", "accuracy %": 85.77, "nll": 0.449, "ece": 0.0192,
+             "MB up": 50.886, "MB down": 0.0, "seconds": 22.8}]
+    lines = btd.format_table(rows).splitlines()
+    assert lines[0].split() == ["accuracy", "%", "nll", "ece", "MB", "up", "MB", "down", "seconds"]
+    assert lines[1].startswith("posterior server, 1 worker ") and lines[1].split()[-6:] == [
+        "95.53", "0.1588", "0.0357", "12.722", "12.722", "9.5"]
+    assert len({len(line) for line in lines}) == 1   # every line as wide: the columns line up

@@ -13,6 +13,7 @@ from bnn_teach.distributed.algorithms import (
     DistributedRun,
     consensus_monte_carlo,
     federated_averaging,
+    format_table,
     posterior_server,
     split,
 )
@@ -28,7 +29,7 @@ from bnn_teach.distributed.gaussian import (
 from bnn_teach.distributed.launch import WorkerError, launch, run_in_group
 
 __all__ = [
-    "DistributedRun", "posterior_server", "consensus_monte_carlo", "federated_averaging", "split",
+    "DistributedRun", "posterior_server", "consensus_monte_carlo", "federated_averaging", "split", "format_table",
     "DiagGaussian", "posterior_of", "load_posterior_", "prior_of", "bayes_layers", "num_parameters",
     "compress", "TopK", "Quantize", "launch", "run_in_group", "WorkerError",
 ]

@@ -46,7 +46,10 @@ from bnn_teach.distributed.gaussian import DiagGaussian, _pairs, load_posterior_
 from bnn_teach.distributed.launch import launch
 from bnn_teach.sgmcmc import SGLD
 
-__all__ = ["DistributedRun", "posterior_server", "federated_averaging", "consensus_monte_carlo", "split"]
+__all__ = ["DistributedRun", "posterior_server", "federated_averaging", "consensus_monte_carlo", "split",
+           "format_table"]
+
+TABLE_COLUMNS = ("accuracy %", "nll", "ece", "MB up", "MB down", "seconds")
 
 # A cavity or a posterior is kept proper: its precision at least this fraction of the prior's.
 MIN_PRECISION_FRACTION = 1e-2
@@ -109,6 +112,14 @@ class DistributedRun:
             load_posterior_(net, DiagGaussian(theta, torch.ones_like(theta)), mean_only=True)
             probs.append(torch.softmax(net(X), dim=-1))
         return torch.stack(probs)
+
+
+def format_table(rows: list, columns=TABLE_COLUMNS) -> str:
+    """Rows of :meth:`DistributedRun.evaluate` as a text table: one line per run, its label first."""
+    width = max(len(row["label"]) for row in rows)
+    lines = [" " * width + "".join(f"{c:>12}" for c in columns)]
+    lines += [f"{row['label']:<{width}}" + "".join(f"{row[c]:>12}" for c in columns) for row in rows]
+    return "\n".join(lines)
 
 
 def _label(algorithm: str, num_workers: int, compression: str = "none") -> str:
@@ -450,6 +461,15 @@ def finish(spec: _Spec, out: dict, num_workers: int, seconds: float, split_how: 
                           trace=out["trace"])
 
 
+def _import_before_fork():
+    """The first optimizer step imports most of torch's compiler stack (about a second). Taken once here, before
+    the processes fork, every worker inherits it instead of importing it again."""
+    param = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([param])
+    param.sum().backward()
+    optimizer.step()
+
+
 def _run(algorithm: str, model: nn.Module, train_data, num_workers: int, *, progress: bool, timeout: float,
          split_how: str, seed: int, test_data, **settings) -> DistributedRun:
     spec, start = prepare(algorithm, model, train_data, num_workers, split_how=split_how, seed=seed,
@@ -468,6 +488,7 @@ def _run(algorithm: str, model: nn.Module, train_data, num_workers: int, *, prog
             if "test_acc" in row:
                 bar.set_postfix(test_acc=f"{row['test_acc']:.3f}")
 
+    _import_before_fork()
     began = time.perf_counter()
     try:
         out = launch(run_process, num_workers + 1, args=(spec, start), timeout=timeout, on_progress=on_progress)
