@@ -42,7 +42,14 @@ from torch import nn
 
 from bnn_teach import kl as _kl
 from bnn_teach.distributed import compress as _compress
-from bnn_teach.distributed.gaussian import DiagGaussian, _pairs, load_posterior_, posterior_of, prior_of
+from bnn_teach.distributed.gaussian import (
+    DiagGaussian,
+    _pairs,
+    inverse_softplus,
+    load_posterior_,
+    posterior_of,
+    prior_of,
+)
 from bnn_teach.distributed.launch import launch
 from bnn_teach.sgmcmc import SGLD
 
@@ -287,8 +294,7 @@ class _Worker:
 
     def fedavg_message(self, q: DiagGaussian, num_data: int) -> list:
         fitted = self.fit_vi(self.prior, q, num_data)
-        rho = fitted.sd + torch.log(-torch.expm1(-fitted.sd))
-        return [torch.cat([fitted.mean, rho])]
+        return [torch.cat([fitted.mean, inverse_softplus(fitted.sd)])]
 
 
 # ------------------------------------------------------------------------------------------- the processes
@@ -418,7 +424,7 @@ def _check_int(name, value, minimum=1):
     return value
 
 
-def _check_data(train_data, test_data, num_workers, batch_size):
+def _check_data(train_data, test_data, num_workers):
     try:
         X, y = train_data
     except (TypeError, ValueError):
@@ -438,7 +444,7 @@ def prepare(algorithm: str, model: nn.Module, train_data, num_workers: int, *, s
     """Check the arguments and build what every process needs: ``(spec, start)`` for :func:`run_process`
     (the same on every rank: the split is seeded). Nothing is started."""
     _check_int("num_workers", num_workers)
-    X, y, test = _check_data(train_data, test_data, num_workers, settings.get("batch_size", 1))
+    X, y, test = _check_data(train_data, test_data, num_workers)
     model = copy.deepcopy(model).cpu()
     prior_of(model)   # a model without Bayes-by-Backprop layers or with a non-Gaussian prior fails here
     with torch.no_grad():   # data that do not fit the model fail here, not in every worker

@@ -24,7 +24,8 @@ from torch import nn
 from bnn_teach.nn.bbb import _BayesByBackprop
 from bnn_teach.priors import GaussianPrior
 
-__all__ = ["DiagGaussian", "bayes_layers", "posterior_of", "load_posterior_", "prior_of", "num_parameters"]
+__all__ = ["DiagGaussian", "bayes_layers", "posterior_of", "load_posterior_", "prior_of", "num_parameters",
+           "inverse_softplus"]
 
 
 @dataclass
@@ -107,6 +108,11 @@ class DiagGaussian:
         return (-0.5 * (theta - self.mean) ** 2 / var - 0.5 * torch.log(2 * math.pi * var)).sum(-1)
 
 
+def inverse_softplus(sd: torch.Tensor) -> torch.Tensor:
+    """``rho`` with ``softplus(rho) = sd`` (sd > 0): ``sd + log(1 - exp(-sd))``, stable for small sd."""
+    return sd + torch.log(-torch.expm1(-sd))
+
+
 def bayes_layers(model: nn.Module) -> list:
     """The Bayes-by-Backprop layers of ``model`` in module order (raises ``TypeError`` when there is none)."""
     layers = [m for m in model.modules() if isinstance(m, _BayesByBackprop)]
@@ -148,7 +154,7 @@ def load_posterior_(model: nn.Module, q: DiagGaussian, mean_only: bool = False) 
         mu.copy_(mean[offset:offset + n].view_as(mu))
         if not mean_only:
             s = sd[offset:offset + n].view_as(rho).to(rho.dtype)
-            rho.copy_(s + torch.log(-torch.expm1(-s)))   # softplus⁻¹(s), stable for small s
+            rho.copy_(inverse_softplus(s))
         offset += n
     if offset != len(q):
         raise ValueError(f"the model has {offset} random parameters, the Gaussian {len(q)}")
