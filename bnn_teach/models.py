@@ -14,6 +14,7 @@ from collections import OrderedDict
 
 from torch import nn
 
+from bnn_teach.nn._shapes import check_int
 from bnn_teach.nn.base import MCDropout
 from bnn_teach.nn.convert import FLAVOURS, bayesianize
 
@@ -44,8 +45,7 @@ def mlp(hidden: int = 100, flavour: str = "deterministic", p: float = 0.5, **lay
     """784 → ``hidden`` → 10 with ReLU (``fc1, fc2``): small enough to train on many processes at once
     (lecture 8: 79,510 weights and biases at ``hidden=100``). Input (N, 1, 28, 28) or (N, 784); output logits (N, 10).
     """
-    if isinstance(hidden, bool) or not isinstance(hidden, int) or hidden < 1:
-        raise ValueError(f"hidden must be a positive integer, got {hidden!r}")
+    check_int("hidden", hidden)
     model = nn.Sequential(OrderedDict([
         ("flatten", nn.Flatten()),
         ("fc1", nn.Linear(784, hidden)), ("relu1", nn.ReLU()),

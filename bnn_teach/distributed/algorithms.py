@@ -51,6 +51,7 @@ from bnn_teach.distributed.gaussian import (
     prior_of,
 )
 from bnn_teach.distributed.launch import launch
+from bnn_teach.nn._shapes import check_int
 from bnn_teach.sgmcmc import SGLD
 
 __all__ = ["DistributedRun", "posterior_server", "federated_averaging", "consensus_monte_carlo", "split",
@@ -317,10 +318,6 @@ def _gather(parts: list, rank: int, world_size: int):
     return [[bucket[r] for bucket in gathered] for r in range(1, world_size)]
 
 
-def _nbytes(parts: list) -> int:
-    return sum(p.numel() * p.element_size() for p in parts)
-
-
 @torch.no_grad()
 def _test_accuracy(model: nn.Module, q: DiagGaussian, test) -> float:
     net = load_posterior_(model, q, mean_only=True).eval()
@@ -357,7 +354,7 @@ def run_process(rank: int, world_size: int, report, spec: _Spec, start: DiagGaus
         messages = _gather(parts, rank, world_size)
         if rank != 0:
             continue
-        up += sum(_nbytes(m) for m in messages)
+        up += sum(_compress.message_bytes(m) for m in messages)
         down += num_workers * packed.numel() * packed.element_size()
         if spec.algorithm == "ep":
             total = sum(compressor.decode(m, 2 * size) for m in messages)
@@ -406,7 +403,7 @@ def _consensus(rank, world_size, report, spec, start, worker):
     weights = 1.0 / draws.var(dim=1, keepdim=True).clamp_min(1e-12)   # W_i: each subposterior's precision
     samples = (weights * draws).sum(0) / weights.sum(0)      # (S, D)
     posterior = DiagGaussian.from_moments(samples.mean(0), samples.var(0).clamp_min(1e-12))
-    up = sum(_nbytes(m) for m in messages)
+    up = sum(_compress.message_bytes(m) for m in messages)
     row = {"round": 1, "seconds": round(time.perf_counter() - began, 3), "bytes_up": up, "bytes_down": 0,
            "clamped": 0}
     if spec.test is not None:
@@ -417,12 +414,6 @@ def _consensus(rank, world_size, report, spec, start, worker):
 
 
 # ------------------------------------------------------------------------------------------- public entry points
-
-def _check_int(name, value, minimum=1):
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return value
-
 
 def _check_data(train_data, test_data, num_workers):
     try:
@@ -443,7 +434,9 @@ def prepare(algorithm: str, model: nn.Module, train_data, num_workers: int, *, s
             seed: int = 0, test_data=None, **settings) -> tuple:
     """Check the arguments and build what every process needs: ``(spec, start)`` for :func:`run_process`
     (the same on every rank: the split is seeded). Nothing is started."""
-    _check_int("num_workers", num_workers)
+    check_int("num_workers", num_workers)
+    for name in ("rounds", "local_steps", "batch_size"):
+        check_int(name, settings[name])
     X, y, test = _check_data(train_data, test_data, num_workers)
     model = copy.deepcopy(model).cpu()
     prior_of(model)   # a model without Bayes-by-Backprop layers or with a non-Gaussian prior fails here
@@ -520,18 +513,16 @@ def posterior_server(model: nn.Module, train_data, num_workers: int, *, rounds: 
     where processes are spawned rather than forked). ``compression``: ``None``, ``"topk:FRACTION"``,
     ``"BITSbit"`` or a :class:`~bnn_teach.distributed.compress.Compressor`. ``trace=True`` keeps q after each round.
     """
-    _check_int("rounds", rounds)
-    _check_int("local_steps", local_steps)
-    _check_int("batch_size", batch_size)
     if method not in ("vi", "sgld"):
         raise ValueError(f"method must be 'vi' or 'sgld', got {method!r}")
-    damping = 1.0 / _check_int("num_workers", num_workers) if damping is None else damping
+    rounds, local_steps = check_int("rounds", rounds), check_int("local_steps", local_steps)   # used below
+    damping = 1.0 / check_int("num_workers", num_workers) if damping is None else damping
     for r in range(1, rounds + 1) if callable(damping) else [None]:
         beta = damping(r) if r is not None else damping
         if isinstance(beta, bool) or not isinstance(beta, (int, float)) or not 0.0 < beta <= 1.0:
             where = f" at round {r}" if r is not None else ""
             raise ValueError(f"damping must be in (0, 1]{where}, got {beta!r}")
-    burn_in = local_steps // 2 if burn_in is None else _check_int("burn_in", burn_in, 0)
+    burn_in = local_steps // 2 if burn_in is None else check_int("burn_in", burn_in, 0)
     if method == "sgld" and burn_in >= local_steps - 1:
         raise ValueError(f"burn_in ({burn_in}) must leave at least two of the {local_steps} local steps as samples")
     _compress.make(compression)
@@ -549,9 +540,6 @@ def federated_averaging(model: nn.Module, train_data, num_workers: int, *, round
     """Federated averaging of variational posteriors: each round every worker starts from the global (mu, sigma),
     runs ``local_steps`` of Bayes by Backprop on its shard with the prior and the KL divided by the full N (its shard
     standing in for all the data), and the server averages the workers' mu and rho."""
-    _check_int("rounds", rounds)
-    _check_int("local_steps", local_steps)
-    _check_int("batch_size", batch_size)
     return _run("fedavg", model, train_data, num_workers, progress=progress, timeout=timeout, split_how=split,
                 seed=seed, test_data=test_data, rounds=rounds, local_steps=local_steps, batch_size=batch_size,
                 lr=lr, noise_var=noise_var, trace=trace)
@@ -565,10 +553,9 @@ def consensus_monte_carlo(model: nn.Module, train_data, num_workers: int, *, num
     mean (``burn_in`` steps, then ``num_samples`` draws ``thin`` steps apart) and sends its draws once; the server
     combines draw s of every worker as sum_i W_i theta_is / sum_i W_i, W_i the inverse of worker i's sample
     variances (exact when the subposteriors are Gaussian). Returns the combined draws as ``samples``."""
-    _check_int("num_samples", num_samples, 2)
-    _check_int("burn_in", burn_in, 0)
-    _check_int("thin", thin)
-    _check_int("batch_size", batch_size)
+    check_int("num_samples", num_samples, 2)
+    check_int("burn_in", burn_in, 0)
+    check_int("thin", thin)
     return _run("consensus", model, train_data, num_workers, progress=progress, timeout=timeout, split_how=split,
                 seed=seed, test_data=test_data, rounds=1, local_steps=1, batch_size=batch_size, lr=0.0,
                 sgld_lr=sgld_lr, burn_in=burn_in, thin=thin, num_samples=num_samples, noise_var=noise_var)

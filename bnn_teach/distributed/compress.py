@@ -18,7 +18,12 @@ import math
 
 import torch
 
-__all__ = ["Compressor", "NoCompression", "TopK", "Quantize", "make"]
+__all__ = ["Compressor", "NoCompression", "TopK", "Quantize", "make", "message_bytes"]
+
+
+def message_bytes(parts: list) -> int:
+    """Bytes of an encoded message: the tensors' elements times their sizes."""
+    return sum(p.numel() * p.element_size() for p in parts)
 
 
 def _halves(x: torch.Tensor):
@@ -41,7 +46,7 @@ class Compressor:
 
     def nbytes(self, size: int) -> int:
         """Bytes of one encoded ``(size,)`` message."""
-        return sum(p.numel() * p.element_size() for p in self.encode(torch.zeros(size)))
+        return message_bytes(self.encode(torch.zeros(size)))
 
     def __repr__(self):
         return type(self).__name__ + "()"

@@ -28,6 +28,8 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
+from bnn_teach.nn._shapes import check_int
+
 __all__ = ["launch", "run_in_group", "WorkerError"]
 
 
@@ -124,8 +126,7 @@ def launch(fn, world_size: int, args: tuple = (), timeout: float = 600.0, on_pro
     Raises :class:`WorkerError` when a process fails and ``TimeoutError`` after ``timeout`` seconds; both stop
     every process first.
     """
-    if isinstance(world_size, bool) or not isinstance(world_size, int) or world_size < 1:
-        raise ValueError(f"world_size must be a positive integer, got {world_size!r}")
+    check_int("world_size", world_size)
     if not timeout > 0:
         raise ValueError(f"timeout must be positive, got {timeout!r}")
     method = "fork" if sys.platform.startswith("linux") else "spawn"
@@ -137,19 +138,27 @@ def launch(fn, world_size: int, args: tuple = (), timeout: float = 600.0, on_pro
         processes = [ctx.Process(target=_child, name=f"bnn_teach-{name}-{rank}", daemon=True,
                                  args=(fn, rank, world_size, port, queue, str(result_path), timeout, args))
                      for rank in range(world_size)]
-        pids = []
         try:
             for p in processes:
                 p.start()
-                pids.append(p.pid)
-            _watch(processes, queue, timeout, on_progress, pids, name)
+            _watch(processes, queue, timeout, on_progress, name)
         finally:
             _stop(processes)
             queue.close()
         return torch.load(result_path, weights_only=False)
 
 
-def _watch(processes, queue, timeout, on_progress, pids, name):
+def _drain(queue, errors: dict, on_progress):
+    """Read every message waiting: errors into ``errors[rank]``, progress to ``on_progress``."""
+    while not queue.empty():
+        kind, rank, message = queue.get()
+        if kind == "error":
+            errors[rank] = message
+        elif on_progress is not None:
+            on_progress(rank, message)
+
+
+def _watch(processes, queue, timeout, on_progress, name):
     deadline = time.monotonic() + timeout
     running = dict(enumerate(processes))
     failed, errors = {}, {}
@@ -161,12 +170,7 @@ def _watch(processes, queue, timeout, on_progress, pids, name):
                                f"were still running and all {len(processes)} processes were stopped "
                                "(raise timeout= for a longer run)")
         wait([queue._reader] + [p.sentinel for p in running.values()], timeout=min(remaining, 1.0))
-        while not queue.empty():
-            kind, rank, message = queue.get()
-            if kind == "error":
-                errors[rank] = message
-            elif on_progress is not None:
-                on_progress(rank, message)
+        _drain(queue, errors, on_progress)
         for rank, p in list(running.items()):
             if p.exitcode is not None:
                 del running[rank]
@@ -174,10 +178,7 @@ def _watch(processes, queue, timeout, on_progress, pids, name):
                     failed[rank] = p.exitcode
         if failed:
             time.sleep(0.2)   # let the others' errors arrive, to tell the cause from its consequences
-            while not queue.empty():
-                kind, rank, message = queue.get()
-                if kind == "error":
-                    errors[rank] = message
+            _drain(queue, errors, on_progress)
             for rank, p in running.items():
                 if p.exitcode not in (None, 0):
                     failed[rank] = p.exitcode
@@ -188,7 +189,7 @@ def _watch(processes, queue, timeout, on_progress, pids, name):
                        f"{len(processes)} processes ended")
             if detail:
                 message += ":\n" + detail.splitlines()[-1] + "\n\n" + detail
-            raise WorkerError(message, rank, failed[rank], list(pids))
+            raise WorkerError(message, rank, failed[rank], [p.pid for p in processes])
 
 
 def run_in_group(fn, args: tuple = ()):
