@@ -188,14 +188,17 @@ def _add_grade_parser(sub):
     p_grade = sub.add_parser("grade", help="nbgrader with the course's config: release, autograde, feedback, "
                                            "scores, and the students' check before handing in")
     actions = p_grade.add_subparsers(dest="action", required=True, metavar="ACTION")
-    root = dict(default=None, help="the course root (default: this repository)")
+    root = dict(default=None, help="the course root (default: the course that holds the working directory)")
     p = actions.add_parser("release", help="regenerate solutions/ID/ID.ipynb and the student release assignments/ID/")
     p.add_argument("assignment")
     p.add_argument("--root", **root)
     p = actions.add_parser("autograde", help="grade course/submitted/STUDENT/ID/, each submission in isolation")
     p.add_argument("assignment")
     p.add_argument("--student", action="append", help="only this student (repeatable)")
-    p.add_argument("--timeout", type=float, default=600, help="seconds for one submission (default 600)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="submissions graded side by side (default: the CPU cores); each kernel uses one thread")
+    p.add_argument("--timeout", type=float, default=3600,
+                   help="seconds for one whole submission, a backstop behind each cell's limits (default 3600)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--root", **root)
     p = actions.add_parser("feedback", help="HTML feedback for each graded student under course/feedback/")
@@ -221,11 +224,16 @@ def _grade(args) -> int:
             print(f"released {grading.release(args.assignment, root=args.root)}")
             return 0
         if args.action == "autograde":
+            if args.jobs is not None and args.jobs < 1:
+                raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
             results = grading.autograde(args.assignment, students=args.student, root=args.root,
-                                        timeout=args.timeout, progress=not args.no_progress)
+                                        timeout=args.timeout, progress=not args.no_progress, jobs=args.jobs)
             width = max(len(r.student) for r in results)
             for r in results:
-                print(f"{r.student:<{width}}  {r.score:g}/{r.max_score:g}" + "".join(f"\n  {p}" for p in r.problems))
+                print(f"{r.student:<{width}}  {r.score:g}/{r.max_score:g}  {r.status}"
+                      + "".join(f"\n  {p}" for p in r.problems))
+            failed = sum(r.status != "ok" for r in results)
+            print(f"{len(results)} graded, {failed} with problems" if failed else f"{len(results)} graded, all ok")
             return 0
         if args.action == "feedback":
             print(f"feedback in {grading.feedback(args.assignment, root=args.root)}/")

@@ -1,15 +1,23 @@
 """Grading the assignments with nbgrader: ``bnn-teach grade release|autograde|feedback|scores|check``.
 
-The course is the repository: nbgrader's sources are ``solutions/<id>/<id>.ipynb`` (generated from the
-jupytext ``<id>.py`` beside them), the student release is ``assignments/<id>/<id>.ipynb`` and
-everything grading produces lives under ``course/`` (gitignored); ``course/nbgrader_config.py`` says so.
+A course is a folder holding ``course/nbgrader_config.py``; the grade commands act on the course that
+holds the working directory (or ``--root``). nbgrader's sources are ``solutions/<id>/<id>.ipynb``
+(generated from the jupytext ``<id>.py`` beside them), the student release is
+``assignments/<id>/<id>.ipynb`` and everything grading produces lives under ``course/`` (gitignored).
 
-Each submission is autograded **in isolation**: its own copy of the course folder and of the gradebook,
-with a snapshot of the submission taken before any student's code runs. Only that student's scores are
-merged into ``course/gradebook.db``, and if a submission's code changed the gradebook or anyone's
-submitted files, they are restored and the submission is reported. A cell that loops forever is
-stopped after ``Execute.timeout`` seconds (and scores 0); a kernel that dies scores 0 for what it did
-not reach.
+Grading an honest student can rely on:
+
+- **Load does not change a grade.** Graded kernels run torch and BLAS on one thread and each cell is
+  limited in CPU seconds (and, as a backstop, wall seconds): see :mod:`bnn_teach.grading_execute`.
+- **A failure costs only what it touches.** A cell past its limit scores 0 and the notebook goes on; when
+  the kernel dies or stops answering, the cells after it are not run (0), the cells before keep their points.
+- **Failures are visible.** Each submission gets a status and its problems, one line each, kept in
+  ``course/grading_log/<id>/<student>.json`` and shown by ``autograde``, ``scores`` and the feedback.
+- **In parallel, safely.** Each submission is autograded in isolation (its own copy of the course and of
+  the gradebook, a snapshot of the submission taken before any student's code runs), ``jobs`` at a time;
+  only its scores are merged into ``course/gradebook.db``, under a lock (:class:`GradebookGuard`), so two
+  commands at once never undo each other. Files a submission's code changed are restored and reported.
+- **Hidden tests stay with the instructor.** Feedback is made from notebooks with the hidden tests removed.
 
 Test cells use :func:`hidden` so that a student's function cannot pass by calling the library
 function it is meant to rebuild.
@@ -28,7 +36,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = ["hidden", "ReferenceHidden", "release", "autograde", "feedback", "scores", "check_submission",
-           "solution_submission", "GradeResult"]
+           "solution_submission", "GradeResult", "GradebookGuard", "course_root", "format_scores",
+           "write_scores_csv", "plot_scores"]
 
 CONFIG = Path("course") / "nbgrader_config.py"
 
@@ -77,30 +86,149 @@ def hidden(*names: str):
 
 
 def course_root(root=None) -> Path:
-    """The course root (the repository): ``root``, else the folder above ``course/nbgrader_config.py``
-    found from this package or the working directory."""
+    """The course root: ``root``, else the working directory or the nearest folder above it that holds
+    ``course/nbgrader_config.py``. Never the package's own checkout unless you are in it."""
     if root is not None:
         root = Path(root).resolve()
         if not (root / CONFIG).exists():
-            raise FileNotFoundError(f"{root} is not the course root: {root / CONFIG} is missing")
+            raise FileNotFoundError(f"{root} is not a course root: {root / CONFIG} is missing")
         return root
-    for candidate in (Path(__file__).resolve().parents[1], Path.cwd(), *Path.cwd().parents):
+    here = Path.cwd().resolve()
+    for candidate in (here, *here.parents):
         if (candidate / CONFIG).exists():
             return candidate
-    raise FileNotFoundError(f"no course found: run from the repository, which holds {CONFIG}")
+    raise FileNotFoundError(f"no course here: {here} is not inside a course (a folder holding {CONFIG}); "
+                            "cd into the course or give --root")
 
 
-def _nbgrader(args: list[str], root: Path, timeout: float | None = None) -> subprocess.CompletedProcess:
+def assignments_of(root: Path) -> list[str]:
+    """The assignments of the course: the folders of ``solutions/`` (the instructor's) or ``assignments/``."""
+    folder = root / "solutions" if (root / "solutions").is_dir() else root / "assignments"
+    return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+
+
+def _nbgrader(args: list[str], root: Path, timeout: float | None = None,
+              env: dict | None = None) -> subprocess.CompletedProcess:
     """``nbgrader ARGS`` in ``root/course`` with the course config pointed at ``root``; the interpreter's
-    ``bin`` goes first on PATH (nbgrader calls ``alembic`` through the shell)."""
-    env = {**os.environ, "BNN_TEACH_COURSE_ROOT": str(root),
+    ``bin`` goes first on PATH (nbgrader calls ``alembic`` through the shell); torch and BLAS on one thread."""
+    from bnn_teach.grading_execute import ONE_THREAD
+
+    env = {**os.environ, **ONE_THREAD, **(env or {}), "BNN_TEACH_COURSE_ROOT": str(root),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root / "course", env=env, text=True,
                           capture_output=True, timeout=timeout)
 
 
+def _nbgrader_error(done: subprocess.CompletedProcess) -> str:
+    """What went wrong in an nbgrader run, in its own words: its ERROR lines and the last line of each
+    traceback, never "see the above traceback"."""
+    lines = (done.stderr + "\n" + done.stdout).splitlines()
+    found = []
+    for number, line in enumerate(lines):
+        text = line.strip()
+        if "| ERROR]" in text:
+            text = text.split("| ERROR]", 1)[1].strip()
+            if text and "see the above traceback" not in text and "Please see" not in text:
+                found.append(text)
+        elif text.startswith("Traceback (most recent call last)"):
+            tail = next((rest.strip() for rest in lines[number + 1:] if rest and not rest.startswith((" ", "\t"))), "")
+            if tail:
+                found.append(tail)
+    found = list(dict.fromkeys(found))  # in order, once each
+    return "; ".join(found[-3:]) if found else (lines[-1].strip() if lines else f"exit code {done.returncode}")
+
+
 def _db_url(root: Path) -> str:
     return "sqlite:///" + str(root / "course" / "gradebook.db")
+
+
+class GradebookGuard:
+    """The course gradebook, written by the grade commands only under a lock (``course/.gradebook.lock``), so
+    that two commands at once (the same or different assignments) never undo each other.
+
+    After each locked write the guard keeps a copy (``course/.gradebook.good``) and its digest. While an
+    autograde command runs, a gradebook whose digest differs from the last locked write was changed by
+    something other than the grader (a submission's code): it is restored from the copy. When no autograde
+    is running, the gradebook as found is accepted (an instructor's own nbgrader commands or manual grades).
+    """
+
+    def __init__(self, root: Path):
+        course = root / "course"
+        self.path = course / "gradebook.db"
+        self.lock_path = course / ".gradebook.lock"
+        self.good = course / ".gradebook.good"
+        self.digest_path = course / ".gradebook.sha256"
+        self.active = course / ".grading"
+        self._mine = None
+
+    @contextlib.contextmanager
+    def locked(self):
+        import fcntl
+
+        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.lock_path, "a+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield self
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def _others_running(self) -> bool:
+        if not self.active.is_dir():
+            return False
+        for marker in self.active.iterdir():
+            pid = int(marker.name) if marker.name.isdigit() else None
+            if pid is None or pid == os.getpid():
+                continue
+            try:
+                os.kill(pid, 0)
+                return True
+            except ProcessLookupError:
+                marker.unlink(missing_ok=True)  # a command that died
+            except PermissionError:
+                return True
+        return False
+
+    def _digest(self) -> str:
+        return hashlib.sha256(self.path.read_bytes()).hexdigest() if self.path.exists() else ""
+
+    def verify(self) -> bool:
+        """Under the lock: put back the last locked write if something else changed the gradebook; True if so."""
+        if not self.digest_path.exists() or self._digest() == self.digest_path.read_text().strip():
+            return False
+        if self.good.exists():
+            shutil.copy2(self.good, self.path)
+        return True
+
+    def accept(self) -> None:
+        """Under the lock: the gradebook as it is now is the last good state."""
+        if self.path.exists():
+            shutil.copy2(self.path, self.good)
+        self.digest_path.write_text(self._digest())
+
+    @contextlib.contextmanager
+    def writing(self):
+        """Lock, put back a tampered gradebook while grading runs, let the block write, accept the result."""
+        with self.locked():
+            if self._others_running():
+                self.verify()
+            yield self
+            self.accept()
+
+    def begin(self) -> bool:
+        """Under the lock, at the start of an autograde command: verify when another command is grading
+        (its students' code may be running), else accept; then mark this command as running."""
+        tampered = self.verify() if self._others_running() else False
+        self.accept()
+        self.active.mkdir(exist_ok=True)
+        self._mine = self.active / str(os.getpid())
+        self._mine.write_text("")
+        return tampered
+
+    def end(self) -> None:
+        if self._mine is not None:
+            self._mine.unlink(missing_ok=True)
+            self._mine = None
 
 
 def release(assignment: str, root=None) -> Path:
@@ -116,7 +244,9 @@ def release(assignment: str, root=None) -> Path:
         raise FileNotFoundError(f"no assignment {assignment!r}: {source} is missing; the assignments are "
                                 f"{', '.join(known)}")
     notebooks.sync([source])
-    done = _nbgrader(["generate_assignment", assignment, "--force"], root)
+    guard = GradebookGuard(root)
+    with guard.writing():
+        done = _nbgrader(["generate_assignment", assignment, "--force"], root)
     if done.returncode != 0:
         raise RuntimeError(f"nbgrader generate_assignment {assignment} failed:\n{done.stdout}{done.stderr}")
     return root / "assignments" / assignment / f"{assignment}.ipynb"
@@ -145,12 +275,16 @@ def solution_submission(assignment: str, root=None):
 @dataclass
 class GradeResult:
     """One student's autograded assignment: points per graded cell (``grade_id -> (score, max)``), the
-    total, and what went wrong (a crash, a timeout, files the submission changed and that were restored)."""
+    total, what went wrong (a cell past its limit, a dead kernel, edited test cells, files the submission
+    changed and that were restored) and each cell's CPU and wall seconds (``timings``)."""
 
     student: str
     assignment: str
     cells: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
+    status: str = "ok"
+    timings: list = field(default_factory=list)
+    seconds: float = 0.0
 
     @property
     def score(self) -> float:
@@ -160,18 +294,27 @@ class GradeResult:
     def max_score(self) -> float:
         return sum(maximum for _, maximum in self.cells.values())
 
+    def to_dict(self) -> dict:
+        return {"student": self.student, "assignment": self.assignment, "status": self.status,
+                "score": self.score, "max_score": self.max_score, "problems": self.problems,
+                "cells": {k: list(v) for k, v in self.cells.items()}, "timings": self.timings,
+                "seconds": round(self.seconds, 2)}
 
-def _digests(folder: Path) -> dict:
-    if not folder.exists():
-        return {}
-    return {p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+def _digests(folders) -> dict:
+    found = {}
+    for folder in folders:
+        if folder.exists():
+            found.update({p: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(folder.rglob("*"))
+                          if p.is_file()})
+    return found
 
 
-def _restore(before: dict, snapshot: Path, base: Path) -> list[str]:
+def _restore(before: dict, snapshot: Path, base: Path, folders) -> list[str]:
     """Put back every file of ``before`` that changed or vanished (from ``snapshot``, which mirrors
-    ``base``) and remove files that appeared; returns the paths touched."""
+    ``base``) and remove files that appeared inside ``folders``; returns the paths touched."""
     touched = []
-    after = _digests(base)
+    after = _digests(folders)
     for path, digest in before.items():
         if after.get(path) != digest:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -183,44 +326,99 @@ def _restore(before: dict, snapshot: Path, base: Path) -> list[str]:
     return touched
 
 
-def _grade_one(root: Path, assignment: str, student: str, submission: Path, work: Path, timeout: float) -> GradeResult:
-    """Autograde ``submission`` (a folder holding the student's notebook) in the private course ``work``."""
+def _events(log: list[dict]) -> tuple[list[str], list[str]]:
+    """Problems (one line each) and status words from the executor's cell log."""
+    problems, status = [], []
+    for record in log:
+        event, cell = record.get("event"), record["cell"]
+        if event in ("cpu limit", "wall limit"):
+            kind = "CPU" if event == "cpu limit" else "wall"
+            problems.append(f"cell {cell} stopped at its {kind} limit ({record['cpu']:.0f} s of CPU, "
+                            f"{record['wall']:.0f} s of wall time); it scores 0 and the notebook went on")
+            status.append(f"timed out in cell {cell}")
+        elif event == "kernel stopped answering":
+            problems.append(f"the kernel stopped answering in cell {cell} ({record['cpu']:.0f} s of CPU, "
+                            f"{record['wall']:.0f} s) and was stopped; the cells after it did not run")
+            status.append(f"kernel stopped in cell {cell}")
+        elif event == "kernel died":
+            detail = f" ({record['detail']})" if record.get("detail") else ""
+            problems.append(f"the kernel died in cell {cell}{detail} after {record['wall']:.0f} s; "
+                            "the cells after it did not run")
+            status.append(f"kernel died in cell {cell}")
+    not_run = [r["cell"] for r in log if r.get("event") == "not run"]
+    if not_run:
+        problems.append(f"not run: {', '.join(not_run)}")
+    return problems, status
+
+
+def _grade_one(root: Path, assignment: str, student: str, submission: Path, work: Path, timeout: float,
+               gradebook: Path) -> GradeResult:
+    """Autograde ``submission`` (a folder holding the student's notebook) in the private course ``work``,
+    starting from the gradebook copy ``gradebook`` (which holds no earlier grade of this student)."""
+    import json
+    import time
+
     from nbgrader.api import Gradebook, MissingEntry
+
+    from bnn_teach.grading_execute import LOG_ENV
 
     result = GradeResult(student, assignment)
     (work / "course").mkdir(parents=True)
     shutil.copy2(root / CONFIG, work / CONFIG)
-    shutil.copy2(root / "course" / "gradebook.db", work / "course" / "gradebook.db")
+    shutil.copy2(gradebook, work / "course" / "gradebook.db")
     shutil.copytree(submission, work / "course" / "submitted" / student / assignment)
+    log_path = work / "cells.json"
+    start = time.perf_counter()
+    graded = False
     try:
-        done = _nbgrader(["autograde", assignment, "--student", student, "--force"], work, timeout=timeout)
-        if done.returncode != 0:
-            last = (done.stderr or done.stdout).strip().splitlines()[-3:]
-            result.problems.append("autograde failed: " + " / ".join(last))
+        done = _nbgrader(["autograde", assignment, "--student", student, "--force"], work, timeout=timeout,
+                         env={LOG_ENV: str(log_path)})
+        graded = done.returncode == 0
+        if not graded:
+            result.problems.append(f"nbgrader could not grade it: {_nbgrader_error(done)}")
+            result.status = "grader failed"
     except subprocess.TimeoutExpired:
-        result.problems.append(f"autograde took longer than {timeout:.0f} s and was stopped")
+        result.problems.append(f"grading took longer than {timeout:.0f} s and was stopped")
+        result.status = "stopped"
+    result.seconds = time.perf_counter() - start
+    if log_path.exists():
+        result.timings = json.loads(log_path.read_text())
+        problems, status = _events(result.timings)
+        result.problems += problems
+        if status and result.status == "ok":
+            result.status = "; ".join(status)
     with Gradebook(_db_url(work)) as gb:
-        try:
-            submitted = gb.find_submission(assignment, student)
-        except MissingEntry:
-            submitted = None
         for notebook in gb.find_assignment(assignment).notebooks:
             for cell in notebook.grade_cells:
                 score = 0.0
-                if submitted is not None:
+                if graded:  # never a score left from an earlier run beside a failure
                     with contextlib.suppress(MissingEntry):
                         score = gb.find_grade(cell.name, notebook.name, assignment, student).score or 0.0
                 result.cells[cell.name] = (float(score), float(cell.max_score))
-    graded = work / "course" / "autograded" / student / assignment
-    if graded.exists():
-        target = root / "course" / "autograded" / student / assignment
-        shutil.rmtree(target, ignore_errors=True)
-        shutil.copytree(graded, target)
+    graded_folder = work / "course" / "autograded" / student / assignment
+    target = root / "course" / "autograded" / student / assignment
+    shutil.rmtree(target, ignore_errors=True)
+    if graded_folder.exists():
+        shutil.copytree(graded_folder, target)
     return result
 
 
+def _without_student(gradebook: Path, assignment: str, student: str) -> None:
+    """Remove ``student``'s submission of ``assignment`` from a gradebook copy (so nothing stale is read)."""
+    import warnings
+
+    from nbgrader.api import Gradebook, MissingEntry
+    from sqlalchemy.exc import SAWarning
+
+    with Gradebook("sqlite:///" + str(gradebook)) as gb, warnings.catch_warnings():
+        warnings.simplefilter("ignore", SAWarning)
+        with contextlib.suppress(MissingEntry):
+            gb.remove_submission(assignment, student)
+
+
 def _merge(root: Path, result: GradeResult) -> None:
-    """Write one student's autograded scores into the course gradebook (nothing else changes)."""
+    """Write one student's autograded scores into the course gradebook (nothing else changes); the caller
+    holds the gradebook lock."""
     import warnings
 
     from nbgrader.api import Gradebook, MissingEntry
@@ -240,97 +438,255 @@ def _merge(root: Path, result: GradeResult) -> None:
         gb.db.commit()
 
 
-def autograde(assignment: str, students=None, root=None, timeout: float = 600,
-              progress: bool = True) -> list[GradeResult]:
+def _log_path(root: Path, assignment: str, student: str) -> Path:
+    """Where a graded submission's status, problems and cell times are kept (``course/grading_log/``)."""
+    return root / "course" / "grading_log" / assignment / f"{student}.json"
+
+
+def _require_assignment(root: Path, assignment: str) -> None:
+    known = assignments_of(root)
+    if assignment not in known:
+        raise FileNotFoundError(f"no assignment {assignment!r} in this course; the assignments are "
+                                f"{', '.join(known)}")
+    if not (root / "course" / "gradebook.db").exists():
+        raise FileNotFoundError(f"no gradebook: run `bnn-teach grade release {assignment}` first")
+
+
+def autograde(assignment: str, students=None, root=None, timeout: float = 3600, progress: bool = True,
+              jobs: int | None = None) -> list[GradeResult]:
     """Autograde ``course/submitted/<student>/<assignment>/`` for each student (default: all who
-    submitted), each in isolation, and merge each one's scores into ``course/gradebook.db``. Each
-    result lists its problems: test cells edited or deleted (nbgrader grades the originals), a crash
-    or timeout, files outside its copy that its code changed (restored). ``timeout``: seconds for one
-    whole submission."""
+    submitted), each in isolation, ``jobs`` at a time (default: the CPU cores), and merge each one's scores
+    into ``course/gradebook.db`` under its lock. Each result has a status (``ok``, ``timed out in cell X``,
+    ``kernel died in cell X``, ``test cells edited``, ``wrong assignment``, ``grader failed``) and its
+    problems, one line each; both are kept in ``course/grading_log/<assignment>/<student>.json``.
+    ``timeout``: seconds for one whole submission (a backstop: each cell has its own CPU and wall limits,
+    ``GuardedExecute`` in ``course/nbgrader_config.py``)."""
+    import json
+    from concurrent.futures import ThreadPoolExecutor
+
     from tqdm.auto import tqdm
 
     root = course_root(root)
-    if not (root / "course" / "gradebook.db").exists():
-        raise FileNotFoundError(f"no gradebook: run `bnn-teach grade release {assignment}` first")
+    _require_assignment(root, assignment)
     submitted = root / "course" / "submitted"
     if students is None:
         students = sorted(p.parent.name for p in submitted.glob(f"*/{assignment}") if p.is_dir())
     if not students:
         raise FileNotFoundError(f"no submissions of {assignment} in {submitted}/<student>/{assignment}/")
-    results = []
+    missing = [s for s in students if not (submitted / s / assignment).is_dir()]
+    if missing:
+        raise FileNotFoundError(f"{', '.join(missing)} has not submitted {assignment} "
+                                f"({submitted / missing[0] / assignment})")
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(students)))
+    guard = GradebookGuard(root)
+    folders = [submitted / s / assignment for s in students]
+    results = {}
     with tempfile.TemporaryDirectory(prefix="bnn-teach-grade-") as tmp:
         tmp = Path(tmp)
-        snapshot = tmp / "snapshot"  # every submission and the gradebook, before anyone's code runs
-        shutil.copytree(submitted, snapshot / "submitted")
-        shutil.copy2(root / "course" / "gradebook.db", snapshot / "gradebook.db")
-        before = _digests(submitted)  # the same before every student: each run's changes are undone after it
-        for student in tqdm(students, desc=f"autograde {assignment}", unit="student", disable=not progress):
-            folder = snapshot / "submitted" / student / assignment
-            if not folder.is_dir():
-                raise FileNotFoundError(f"{student} has not submitted {assignment} "
-                                        f"({submitted / student / assignment})")
-            notebook = folder / f"{assignment}.ipynb"
-            structure = (check_submission(notebook, root=root, run=False) if notebook.exists()
-                         else [f"no {assignment}.ipynb in the submission (the file name must stay {assignment}.ipynb)"])
-            result = _grade_one(root, assignment, student, folder, tmp / "work" / student, timeout)
-            touched = _restore(before, snapshot / "submitted", submitted)
-            gradebook = root / "course" / "gradebook.db"
-            if gradebook.read_bytes() != (snapshot / "gradebook.db").read_bytes():
-                shutil.copy2(snapshot / "gradebook.db", gradebook)
-                touched.append(str(gradebook))
-            result.problems[:0] = structure  # edited or deleted test cells: nbgrader graded the originals
-            if touched:
-                result.problems.append("the submission changed files outside its own copy; restored: "
-                                       + ", ".join(touched))
-            _merge(root, result)
-            shutil.copy2(gradebook, snapshot / "gradebook.db")  # the new good state
-            results.append(result)
-    return results
+        snapshot = tmp / "snapshot"  # the submissions, before anyone's code runs
+        for student in students:
+            shutil.copytree(submitted / student / assignment, snapshot / student / assignment)
+        before = _digests(folders)
+        with guard.locked():
+            tampered_before = guard.begin()
+            shutil.copy2(guard.path, tmp / "gradebook.db")  # the start of every private course
+        try:
+            def grade(student: str) -> GradeResult:
+                folder = snapshot / student / assignment
+                notebook = folder / f"{assignment}.ipynb"
+                start_db = tmp / f"gradebook-{student}.db"
+                shutil.copy2(tmp / "gradebook.db", start_db)
+                _without_student(start_db, assignment, student)
+                if notebook.exists():
+                    structure = _structure_problems(notebook, root)
+                else:
+                    structure = [f"no {assignment}.ipynb in the submission (the file name must stay "
+                                 f"{assignment}.ipynb)"]
+                result = _grade_one(root, assignment, student, folder, tmp / "work" / student, timeout, start_db)
+                result.problems[:0] = structure  # edited or deleted test cells: nbgrader graded the originals
+                if not notebook.exists():
+                    result.status = "wrong assignment"
+                elif structure and result.status == "ok":
+                    result.status = "test cells edited"
+                with guard.locked():
+                    touched = _restore(before, snapshot, submitted, folders)
+                    if guard.verify():
+                        touched.append(str(guard.path))
+                    if touched:
+                        result.problems.append("files outside the submission's own copy changed while it was "
+                                               "graded; restored: " + ", ".join(touched))
+                    _merge(root, result)
+                    guard.accept()
+                    log = _log_path(root, assignment, student)
+                    log.parent.mkdir(parents=True, exist_ok=True)
+                    log.write_text(json.dumps(result.to_dict(), indent=1))
+                return result
+
+            bar = tqdm(total=len(students), desc=f"autograde {assignment}", unit="student", disable=not progress)
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                for result in pool.map(grade, students):
+                    results[result.student] = result
+                    bar.update()
+            bar.close()
+        finally:
+            with guard.locked():
+                guard.end()
+    ordered = [results[s] for s in students]
+    if tampered_before and ordered:
+        ordered[0].problems.append(f"the gradebook had been changed outside the grader; restored {guard.path}")
+    return ordered
+
+
+def _strip_hidden(notebook) -> int:
+    """Remove every hidden test from ``notebook`` in place: the code between the hidden-test markers (one
+    comment line says tests were removed) and tracebacks of test cells (their message stays); returns the
+    number of cells changed."""
+    changed = 0
+    for cell in notebook.cells:
+        meta = cell.metadata.get("nbgrader", {})
+        if not (meta.get("grade") and not meta.get("solution")) or cell.cell_type != "code":
+            continue
+        lines, kept, inside = cell.source.splitlines(), [], False
+        for line in lines:
+            if "### BEGIN HIDDEN TESTS" in line:
+                inside = True
+                kept.append(line[: len(line) - len(line.lstrip())] + "# (hidden tests: not shown)")
+            elif "### END HIDDEN TESTS" in line:
+                inside = False
+            elif not inside:
+                kept.append(line)
+        cell.source = "\n".join(kept)
+        for output in cell.get("outputs", []):
+            if output.get("output_type") == "error":
+                message = f"{output.ename}: {output.evalue}" if output.evalue else output.ename
+                output.traceback = [message]
+        changed += kept != lines
+    return changed
+
+
+def _failure_page(result: dict) -> str:
+    import html
+
+    rows = "".join(f"<tr><td>{html.escape(cell)}</td><td>{score:g} / {maximum:g}</td></tr>"
+                   for cell, (score, maximum) in result["cells"].items())
+    problems = "".join(f"<li>{html.escape(p)}</li>" for p in result["problems"])
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{html.escape(result['assignment'])}: "
+            f"feedback</title></head><body><h1>{html.escape(result['assignment'])}: feedback for "
+            f"{html.escape(result['student'])}</h1><p>Score: {result['score']:g} / {result['max_score']:g} "
+            f"({html.escape(result['status'])})</p><p>Your notebook could not be graded as a whole:</p>"
+            f"<ul>{problems}</ul><table><tr><th>test</th><th>points</th></tr>{rows}</table></body></html>")
 
 
 def feedback(assignment: str, root=None) -> Path:
-    """``nbgrader generate_feedback``: HTML feedback per student under ``course/feedback/``."""
+    """HTML feedback per graded student under ``course/feedback/<student>/<assignment>/``: nbgrader's page
+    made from the autograded notebook **with every hidden test removed** (each test cell shows its name,
+    verdict and message, never a hidden test's code), and, for a submission that could not be graded, a
+    page that says why."""
+    import json
+
+    import nbformat
+
     root = course_root(root)
-    done = _nbgrader(["generate_feedback", assignment, "--force"], root)
-    if done.returncode != 0:
-        raise RuntimeError(f"nbgrader generate_feedback {assignment} failed:\n{done.stdout}{done.stderr}")
+    _require_assignment(root, assignment)
+    logs = sorted((root / "course" / "grading_log" / assignment).glob("*.json"))
+    graded = sorted(p.parent.name for p in (root / "course" / "autograded").glob(f"*/{assignment}") if p.is_dir())
+    if not logs and not graded:
+        raise FileNotFoundError(f"nothing graded yet for {assignment}: run `bnn-teach grade autograde "
+                                f"{assignment}` first")
+    guard = GradebookGuard(root)
+    with tempfile.TemporaryDirectory(prefix="bnn-teach-feedback-") as tmp:
+        work = Path(tmp)
+        (work / "course").mkdir()
+        shutil.copy2(root / CONFIG, work / CONFIG)
+        with guard.locked():
+            shutil.copy2(guard.path, work / "course" / "gradebook.db")
+        for student in graded:
+            source = root / "course" / "autograded" / student / assignment
+            target = work / "course" / "autograded" / student / assignment
+            shutil.copytree(source, target)
+            for path in target.glob("*.ipynb"):
+                notebook = nbformat.read(path, as_version=4)
+                _strip_hidden(notebook)
+                nbformat.write(notebook, path)
+        if graded:
+            done = _nbgrader(["generate_feedback", assignment, "--force"], work)
+            if done.returncode != 0:
+                raise RuntimeError(f"nbgrader generate_feedback {assignment} failed: {_nbgrader_error(done)}")
+        for student in graded:
+            made = work / "course" / "feedback" / student / assignment
+            if made.exists():
+                target = root / "course" / "feedback" / student / assignment
+                shutil.rmtree(target, ignore_errors=True)
+                shutil.copytree(made, target)
+    for log in logs:
+        result = json.loads(log.read_text())
+        page = root / "course" / "feedback" / result["student"] / assignment / f"{assignment}.html"
+        if not page.exists():
+            page.parent.mkdir(parents=True, exist_ok=True)
+            page.write_text(_failure_page(result))
     return root / "course" / "feedback"
 
 
 def scores(root=None) -> list[dict]:
-    """Every graded submission in the gradebook: ``{"student", "assignment", "score", "max_score"}``."""
+    """Every submission: ``{"student", "assignment", "score", "max_score", "status"}``; ``status`` is the
+    grader's (``ok``, ``timed out in cell X``, ...) or ``not run`` for a submission not yet autograded
+    (its score is then None)."""
+    import json
+
     from nbgrader.api import Gradebook
 
     root = course_root(root)
-    rows = []
-    with Gradebook(_db_url(root)) as gb:
-        for assignment in gb.assignments:
-            for submission in assignment.submissions:
-                rows.append({"student": submission.student.id, "assignment": assignment.name,
-                             "score": float(submission.score), "max_score": float(submission.max_score)})
-    return sorted(rows, key=lambda r: (r["student"], r["assignment"]))
+    rows = {}
+    if (root / "course" / "gradebook.db").exists():
+        with Gradebook(_db_url(root)) as gb:
+            for assignment in gb.assignments:
+                for submission in assignment.submissions:
+                    log = _log_path(root, assignment.name, submission.student.id)
+                    status = json.loads(log.read_text())["status"] if log.exists() else "ok"
+                    rows[(submission.student.id, assignment.name)] = {
+                        "student": submission.student.id, "assignment": assignment.name,
+                        "score": float(submission.score), "max_score": float(submission.max_score),
+                        "status": status}
+    for folder in sorted((root / "course" / "submitted").glob("*/*")):
+        key = (folder.parent.name, folder.name)
+        if folder.is_dir() and key not in rows:
+            rows[key] = {"student": key[0], "assignment": key[1], "score": None, "max_score": None,
+                         "status": "not run"}
+    return sorted(rows.values(), key=lambda r: (r["student"], r["assignment"]))
 
 
 def format_scores(rows: list[dict]) -> str:
-    """A table, one row per student, one column per assignment (``score/max``), and the total."""
+    """A table, one row per student, one column per assignment (``score/max``, ``*`` when the grader's
+    status is not ``ok``), the total, and below it one line per submission whose status is not ``ok``."""
     assignments = sorted({r["assignment"] for r in rows})
     students = sorted({r["student"] for r in rows})
     cell = {(r["student"], r["assignment"]): r for r in rows}
     width = max([len(s) for s in students] + [7])
     lines = [f"{'student':<{width}}  " + "  ".join(f"{a:>14}" for a in assignments) + "       total"]
+    flagged = []
     for student in students:
         got = [cell.get((student, a)) for a in assignments]
-        text = [f"{r['score']:g}/{r['max_score']:g}" if r else "-" for r in got]
-        total = sum(r["score"] for r in got if r)
-        maximum = sum(r["max_score"] for r in got if r)
+        text = []
+        for r in got:
+            if r is None:
+                text.append("-")
+            elif r["score"] is None:
+                text.append("not run")
+            else:
+                text.append(f"{r['score']:g}/{r['max_score']:g}" + ("*" if r["status"] != "ok" else ""))
+            if r is not None and r["status"] != "ok":
+                flagged.append(f"* {student} {r['assignment']}: {r['status']}")
+        total = sum(r["score"] for r in got if r and r["score"] is not None)
+        maximum = sum(r["max_score"] for r in got if r and r["max_score"] is not None)
         lines.append(f"{student:<{width}}  " + "  ".join(f"{t:>14}" for t in text) + f"  {total:g}/{maximum:g}")
-    return "\n".join(lines)
+    return "\n".join(lines + ([""] + flagged if flagged else []))
 
 
 def write_scores_csv(rows: list[dict], path) -> Path:
+    """One row per submission: student, assignment, score, max_score, status (empty scores: not run)."""
     path = Path(path)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["student", "assignment", "score", "max_score"])
+        writer = csv.DictWriter(handle, fieldnames=["student", "assignment", "score", "max_score", "status"])
         writer.writeheader()
         writer.writerows(rows)
     return path
@@ -346,7 +702,8 @@ def plot_scores(rows: list[dict], path) -> Path:
     assignments = sorted({r["assignment"] for r in rows})
     fig, axes = plt.subplots(1, max(1, len(assignments)), figsize=(3.5 * max(1, len(assignments)), 3), squeeze=False)
     for ax, assignment in zip(axes.flat, assignments):
-        values = [100 * r["score"] / r["max_score"] for r in rows if r["assignment"] == assignment and r["max_score"]]
+        values = [100 * r["score"] / r["max_score"] for r in rows
+                  if r["assignment"] == assignment and r["max_score"] and r["score"] is not None]
         ax.hist(values, bins=range(0, 105, 5), edgecolor="k", label=f"{len(values)} students")
         ax.set_title(assignment)
         ax.set_xlabel("score (% of the maximum)")
@@ -367,24 +724,27 @@ def _grade_ids(notebook) -> list[str]:
             if cell.metadata.get("nbgrader", {}).get("grade_id")]
 
 
-def check_submission(path, root=None, timeout: int = 120, run: bool = True) -> list[str]:
-    """What would go wrong when ``path`` (a student's ``.ipynb``) is graded, one line each: not one of the
-    course's assignments, a graded or test cell deleted, duplicated or edited, and, with ``run``, a cell
-    that raises when the notebook runs top to bottom. An empty list: ready to hand in."""
+def _structure_problems(path: Path, root: Path) -> list[str]:
+    """Problems nbgrader grades around (a test cell deleted, duplicated or edited), one line each."""
+    problems, _, _ = _compare_with_release(path, root)
+    return problems
+
+
+def _compare_with_release(path: Path, root: Path):
+    """(structural problems, the submitted notebook, the released notebook); either notebook is None when
+    it cannot be read or found."""
     import nbformat
     from nbgrader.utils import compute_checksum
 
-    path = Path(path)
-    root = course_root(root)
     try:
         submitted = nbformat.read(path, as_version=4)
     except Exception as err:  # noqa: BLE001 - an unreadable file is the one problem to report
-        return [f"{path} is not a readable notebook ({type(err).__name__}: {err})"]
+        return [f"{path} is not a readable notebook ({type(err).__name__}: {err})"], None, None
     release_path = root / "assignments" / path.stem / f"{path.stem}.ipynb"
     if not release_path.exists():
         known = sorted(p.name for p in (root / "assignments").iterdir() if p.is_dir())
         return [f"{path.name} is not an assignment of this course (keep the file name; assignments: "
-                f"{', '.join(known)})"]
+                f"{', '.join(known)})"], submitted, None
     released = nbformat.read(release_path, as_version=4)
     problems = []
     ids = _grade_ids(submitted)
@@ -404,36 +764,110 @@ def check_submission(path, root=None, timeout: int = 120, run: bool = True) -> l
         if meta.get("locked") and compute_checksum(mine[grade_id]) != meta.get("checksum"):
             problems.append(f"cell {grade_id} was edited: it is locked (a test or an instruction); "
                             "restore it from the released notebook")
-    if run and not problems:
-        problems += _run_problems(submitted, path.parent, timeout)
+    return problems, submitted, released
+
+
+def _unfinished(submitted, released) -> list[str]:
+    """Answers not written yet (the release's stub still there) and answer cells moved below a test that
+    follows them in the release, one line each."""
+    from bnn_teach.grading_execute import cell_label
+
+    problems = []
+    for number, cell in enumerate(submitted.cells):
+        meta = cell.metadata.get("nbgrader", {})
+        if not meta.get("solution"):
+            continue
+        if cell.cell_type == "code" and "raise NotImplementedError()" in cell.source:
+            problems.append(f"cell {cell_label(cell, number)} not done yet: it still has the stub "
+                            "`raise NotImplementedError()`")
+        elif cell.cell_type == "markdown" and "YOUR ANSWER HERE" in cell.source:
+            problems.append(f"answer {cell_label(cell, number)} not written yet (it still says YOUR ANSWER HERE)")
+    order = {grade_id: n for n, grade_id in enumerate(_grade_ids(submitted))}
+    released_cells = [c for c in released.cells if c.metadata.get("nbgrader", {}).get("grade_id")]
+    for n, cell in enumerate(released_cells):
+        meta = cell.metadata["nbgrader"]
+        if not meta.get("solution") or meta["grade_id"] not in order:
+            continue
+        for later in released_cells[n + 1:]:
+            test = later.metadata["nbgrader"]
+            is_test = test.get("grade") and not test.get("solution")
+            if is_test and order.get(test["grade_id"], 1e9) < order[meta["grade_id"]]:
+                problems.append(f"cell {meta['grade_id']} is below the test {test['grade_id']} that checks it: "
+                                "move it back above (tests run top to bottom)")
+                break
     return problems
 
 
-def _run_problems(notebook, folder: Path, timeout: int) -> list[str]:
-    from nbclient import NotebookClient
+def check_submission(path, root=None, timeout: int | None = None, run: bool = True) -> list[str]:
+    """What would go wrong when ``path`` (a student's ``.ipynb``) is graded, one line each: not one of the
+    course's assignments, a graded or test cell deleted, duplicated or edited, an answer not written yet
+    or moved below its test, and, with ``run``, a cell that raises, passes its limit or loses the kernel
+    when the notebook runs top to bottom the way the grader runs it (one thread, the same limits).
+    ``timeout`` overrides the wall limit of a cell. An empty list: ready to hand in."""
+    path = Path(path)
+    root = course_root(root)
+    problems, submitted, released = _compare_with_release(path, root)
+    if submitted is None or released is None:
+        return problems
+    problems += _unfinished(submitted, released)
+    if run and not problems:
+        problems += _run_problems(submitted, path.parent, root, timeout)
+    return problems
 
-    client = NotebookClient(notebook, kernel_name="python3", timeout=timeout, allow_errors=True,
-                            extra_arguments=["--IPKernelApp.log_level=ERROR"],
-                            resources={"metadata": {"path": str(folder)}})
+
+def _course_config(root: Path):
+    """The course's nbgrader config (its GuardedExecute limits), read as nbgrader reads it."""
+    from traitlets.config.loader import PyFileConfigLoader
+
+    previous = os.environ.get("BNN_TEACH_COURSE_ROOT")
+    os.environ["BNN_TEACH_COURSE_ROOT"] = str(root)
     try:
-        client.execute()
-    except Exception as err:  # noqa: BLE001 - a timeout or a dead kernel is reported, not raised
-        return [f"the notebook does not run to the end: {type(err).__name__}: {str(err).splitlines()[0]}"]
-    problems = []
-    for number, cell in enumerate(notebook.cells, 1):
+        return PyFileConfigLoader(CONFIG.name, path=str(root / CONFIG.parent)).load_config()
+    finally:
+        if previous is None:
+            os.environ.pop("BNN_TEACH_COURSE_ROOT", None)
+        else:
+            os.environ["BNN_TEACH_COURSE_ROOT"] = previous
+
+
+def _run_problems(notebook, folder: Path, root: Path, timeout: float | None) -> list[str]:
+    from bnn_teach.grading_execute import GuardedExecute, cell_label
+
+    executor = GuardedExecute(config=_course_config(root), kernel_name="python3",
+                              extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    if timeout is not None:
+        executor.wall_limit = float(timeout)
+    saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
+                                                  "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BNN_TEACH_FAST")}
+    try:
+        executor.preprocess(notebook, {"metadata": {"path": str(folder)}})
+    except Exception as err:  # noqa: BLE001 - a kernel that cannot start is reported, not raised
+        return [f"the notebook could not be run: {type(err).__name__}: {str(err).splitlines()[0] if str(err) else ''}"]
+    finally:
+        for key, value in saved.items():  # the executor set the grader's environment for its kernel
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    problems, _ = _events(executor.cell_log)
+    stopped = {r["cell"] for r in executor.cell_log if r.get("event")}
+    for number, cell in enumerate(notebook.cells):
         meta = cell.metadata.get("nbgrader", {})
+        name = cell_label(cell, number)
+        if name in stopped:
+            continue
         for output in cell.get("outputs", []):
             if output.get("output_type") != "error":
                 continue
-            name = meta.get("grade_id") or f"number {number}"
             unfinished = output.ename == "NotImplementedError"
+            first = output.evalue.splitlines()[0] if output.evalue else ""
             if meta.get("grade") and not meta.get("solution"):
                 what = ("something it calls is not written yet (NotImplementedError)" if unfinished
-                        else f"{output.ename}: {output.evalue.splitlines()[0] if output.evalue else ''}")
+                        else f"{output.ename}: {first}")
                 problems.append(f"test {name} fails: {what}")
             elif unfinished:
                 problems.append(f"cell {name} not done yet (it still raises NotImplementedError)")
             else:
-                first = output.evalue.splitlines()[0] if output.evalue else ""
                 problems.append(f"cell {name} raises {output.ename}: {first}")
+            break
     return problems

@@ -22,9 +22,20 @@ c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedb
 c.Exchange.root = os.path.join(ROOT, "course", "exchange")
 c.Exchange.path_includes_course = True
 
-# nbgrader's default is 30 s a cell; graded cells use FAST sizes and finish in seconds, and a cell
-# that runs longer (an infinite loop) is stopped and scores 0
-c.Execute.timeout = 60
-c.Execute.interrupt_on_timeout = True
+# Autograding runs the notebook with bnn_teach's GuardedExecute in place of nbgrader's Execute (the rest
+# of nbgrader's steps unchanged): torch and BLAS on one thread, so a busy machine does not change a grade;
+# each cell limited in CPU seconds (every test cell needs <= 10 s of one core; a runaway loop is stopped
+# at cpu_limit) and, for a cell that sleeps or blocks, in wall seconds; a cell past a limit scores 0 and
+# the notebook goes on; when the kernel dies, the cells after it score 0 and those before keep their points.
+from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
+from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades  # noqa: E402
+
+from bnn_teach.grading_execute import GuardedExecute  # noqa: E402
+
+c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
+                                       SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+c.GuardedExecute.cpu_limit = 30.0
+c.GuardedExecute.wall_limit = 300.0
+c.GuardedExecute.interrupt_grace = 15.0
 c.ClearSolutions.code_stub = {"python": "# YOUR CODE HERE\nraise NotImplementedError()"}
 c.ClearSolutions.text_stub = "YOUR ANSWER HERE"

@@ -6,6 +6,7 @@ loses exactly the cells it names. Hostile submissions are graded without stoppin
 anyone else's grade.
 """
 import copy
+import re
 import shutil
 from pathlib import Path
 
@@ -19,14 +20,18 @@ ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-def make_course(tmp_path, assignments, timeout=None):
-    """A private course: the assignments' sources and releases and the nbgrader config."""
+def make_course(tmp_path, assignments, timeout=None, grace=None):
+    """A private course: the assignments' sources and releases and the nbgrader config; ``timeout`` sets a
+    cell's CPU and wall limits (seconds), ``grace`` the seconds an interrupted kernel has to answer."""
     root = tmp_path / "course_root"
     (root / "course").mkdir(parents=True)
     config = (ROOT / "course" / "nbgrader_config.py").read_text()
-    if timeout is not None:
-        config = config.replace("c.Execute.timeout = 60", f"c.Execute.timeout = {timeout}")
-        assert f"c.Execute.timeout = {timeout}" in config
+    limits = {"cpu_limit": timeout, "wall_limit": timeout, "interrupt_grace": grace}
+    for name, value in limits.items():
+        if value is not None:
+            config, count = re.subn(rf"c\.GuardedExecute\.{name} = [0-9.]+", f"c.GuardedExecute.{name} = {value}",
+                                    config)
+            assert count == 1, f"course/nbgrader_config.py sets c.GuardedExecute.{name} once"
     (root / "course" / "nbgrader_config.py").write_text(config)
     for name in assignments:
         shutil.copytree(ROOT / "solutions" / name, root / "solutions" / name,
@@ -133,7 +138,8 @@ def test_hostile_submissions_are_graded_without_touching_anyone_else(tmp_path):
     submit(root, "deleter", name, deleter)
 
     results = {r.student: r for r in grading.autograde(name, students=["looper", "leaver", "vandal", "editor",
-                                                                        "deleter"], root=root, progress=False)}
+                                                                        "deleter"], root=root, progress=False,
+                                                       jobs=1)}
     assert results["looper"].cells["test_sample_weights"][0] == 0, "the looping cell timed out and scored 0"
     assert results["looper"].cells["test_kl_gaussian_values"][0] == 4, "the rest of the notebook was still graded"
     assert results["leaver"].cells["test_kl_gaussian_values"][0] == 0
@@ -202,7 +208,8 @@ def test_grade_commands_release_autograde_feedback_scores(tmp_path, capsys):
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["student", name, "total"]
     assert table[1].split() == ["ada", "24/24", "24/24"] and table[2].split() == ["bob", "0/24", "0/24"]
-    assert csv_path.read_text().splitlines()[1] == f"ada,{name},24.0,24.0"
+    assert csv_path.read_text().splitlines()[0] == "student,assignment,score,max_score,status"
+    assert csv_path.read_text().splitlines()[1] == f"ada,{name},24.0,24.0,ok"
     assert png_path.stat().st_size > 1000
     assert cli.main(["grade", "release", "A9_missing", "--root", str(root)]) == 2
     assert "no assignment 'A9_missing'" in capsys.readouterr().err

@@ -1,0 +1,208 @@
+"""Running a graded notebook so that a busy machine cannot change its grade and a failure costs only what it
+touches: nbgrader's ``Execute`` step with limits that count CPU time, on one thread.
+
+:class:`GuardedExecute` replaces nbgrader's ``Execute`` in ``course/nbgrader_config.py`` (autograding) and
+runs the student's pre-hand-in check (``bnn-teach grade check``). Per code cell:
+
+- the kernel runs torch, BLAS and OpenMP on **one thread**, so a cell's CPU seconds do not depend on what
+  else the machine runs; a cell is stopped when it used ``cpu_limit`` seconds of CPU (a runaway loop) or
+  ``wall_limit`` seconds of wall time (a cell that sleeps or blocks): the kernel is interrupted, the cell
+  gets an error output that says so, and the notebook goes on;
+- a kernel that does not answer ``interrupt_grace`` seconds after the interrupt is stopped; a kernel that
+  dies (``os._exit``, a crash, out of memory) is recorded; the cells after it are **not run** and each
+  test cell among them gets an error output that names the cell where the kernel was lost, so it scores
+  0 while the cells already passed keep their points;
+- IOPub output that is slow to arrive on a loaded machine is waited for (no "Timeout waiting for IOPub
+  output" that would fail the whole notebook).
+
+Every cell's CPU and wall seconds and every event (``cpu limit``, ``wall limit``, ``kernel died``,
+``kernel stopped answering``) are kept in :attr:`GuardedExecute.cell_log` and, when the environment names a
+file in ``BNN_TEACH_GRADING_LOG``, written there as JSON for ``bnn_teach.grading`` to report.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+
+from nbclient.exceptions import DeadKernelError
+from nbclient.util import run_sync
+from nbformat.notebooknode import NotebookNode
+from nbgrader.preprocessors import Execute
+from traitlets import Float
+
+__all__ = ["GuardedExecute", "ONE_THREAD", "LOG_ENV", "cell_label", "error_output"]
+
+#: The environment of a graded kernel: every thread pool at one thread, FAST sizes.
+ONE_THREAD = {"OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1",
+              "NUMEXPR_NUM_THREADS": "1", "VECLIB_MAXIMUM_THREADS": "1", "BNN_TEACH_FAST": "1"}
+LOG_ENV = "BNN_TEACH_GRADING_LOG"
+
+
+def cell_label(cell, index: int) -> str:
+    """A cell's grade id, else ``cell N`` (1-based, as a student counts)."""
+    return cell.metadata.get("nbgrader", {}).get("grade_id") or f"cell {index + 1}"
+
+
+def error_output(ename: str, evalue: str) -> NotebookNode:
+    """An error output (what nbgrader reads as a failed test cell) with a one-line traceback."""
+    return NotebookNode(output_type="error", ename=ename, evalue=evalue,
+                        traceback=[f"\x1b[0;31m{ename}\x1b[0m: {evalue}"])
+
+
+def _cpu_seconds(process) -> float:
+    """CPU seconds (user + system) of ``process``, its live children and its reaped children."""
+    import psutil
+
+    try:
+        times = process.cpu_times()
+        total = times.user + times.system + times.children_user + times.children_system
+        for child in process.children(recursive=True):
+            with _quiet(psutil.Error):
+                child_times = child.cpu_times()
+                total += child_times.user + child_times.system
+        return total
+    except psutil.Error:
+        return 0.0
+
+
+class _quiet:
+    def __init__(self, *errors):
+        self.errors = errors
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, value, traceback):
+        return kind is not None and issubclass(kind, self.errors)
+
+
+class GuardedExecute(Execute):
+    """nbgrader's ``Execute`` with per-cell CPU and wall limits, one thread, and a log of what happened."""
+
+    cpu_limit = Float(30.0, help="CPU seconds one cell may use before it is interrupted (one thread)").tag(config=True)
+    wall_limit = Float(300.0, help="wall seconds one cell may take before it is interrupted").tag(config=True)
+    interrupt_grace = Float(15.0, help="seconds an interrupted kernel has to answer before it is stopped").tag(
+        config=True)
+    poll_interval = Float(0.2, help="seconds between two looks at the kernel's CPU time").tag(config=True)
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.cell_log: list[dict] = []
+
+    # nbclient's own limits become backstops: the watchdog below acts first
+    def _backstop(self) -> float:
+        return self.wall_limit + 2 * self.interrupt_grace + 60
+
+    def preprocess(self, nb, resources=None, km=None):
+        os.environ.update(ONE_THREAD)  # the kernel inherits this process's environment
+        self.cell_log = []
+        self._lost = None  # (cell label, what happened) once the kernel is gone
+        try:
+            return super().preprocess(nb, resources, km)
+        finally:
+            self._write_log()
+
+    def reset_execution_trackers(self) -> None:
+        """Called by ``preprocess`` right after it re-reads the config: slow IOPub output on a loaded machine
+        is waited for, not a failure; nbclient's own cell timeout is only a backstop behind the watchdog."""
+        super().reset_execution_trackers()
+        self.raise_on_iopub_timeout = False
+        self.iopub_timeout = max(self.iopub_timeout, 60)
+        self.startup_timeout = max(self.startup_timeout, 300)
+        self.timeout = int(self._backstop())
+
+    def _write_log(self) -> None:
+        path = os.environ.get(LOG_ENV)
+        if path:
+            with open(path, "w") as handle:
+                json.dump(self.cell_log, handle, indent=1)
+
+    def _kernel_process(self):
+        import psutil
+
+        pid = getattr(getattr(self.km, "provisioner", None), "pid", None)
+        if pid is None:
+            process = getattr(getattr(self.km, "provisioner", None), "process", None)
+            pid = getattr(process, "pid", None)
+        try:
+            return psutil.Process(pid) if pid else None
+        except psutil.Error:
+            return None
+
+    async def _watch(self, process, record: dict) -> None:
+        """Interrupt the kernel when the cell passes a limit; stop it when it does not answer."""
+        cpu0, wall0 = _cpu_seconds(process) if process else 0.0, time.monotonic()
+        while True:
+            await asyncio.sleep(self.poll_interval)
+            cpu = _cpu_seconds(process) - cpu0 if process else 0.0
+            wall = time.monotonic() - wall0
+            if cpu > self.cpu_limit or wall > self.wall_limit:
+                break
+        record["event"] = "cpu limit" if cpu > self.cpu_limit else "wall limit"
+        record["cpu"], record["wall"] = round(cpu, 2), round(wall, 2)
+        await _maybe_await(self.km.interrupt_kernel())
+        await asyncio.sleep(self.interrupt_grace)
+        record["event"] = "kernel stopped answering"  # still here: the interrupt did not end the cell
+        await _maybe_await(self.km.shutdown_kernel(now=True))
+
+    async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        label = cell_label(cell, cell_index)
+        if cell.cell_type != "code" or not cell.source.strip():
+            return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        if self._lost is not None:
+            where, what = self._lost
+            cell.outputs = [error_output("NotRun", f"not run: the kernel {what} in {where}")]
+            self.cell_log.append({"cell": label, "event": "not run", "cpu": 0.0, "wall": 0.0})
+            return cell
+        process = self._kernel_process()
+        record = {"cell": label}
+        cpu0, wall0 = (_cpu_seconds(process) if process else 0.0), time.monotonic()
+        watch = asyncio.ensure_future(self._watch(process, record))
+        try:
+            cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
+        except DeadKernelError:
+            stopped = record.get("event") == "kernel stopped answering"
+            what = "stopped answering and was stopped" if stopped else "died"
+            self._lost = (label, "stopped answering" if stopped else "died")
+            record.setdefault("event", "kernel died")
+            if not stopped:
+                code = await self._exit_code()
+                record["detail"] = f"exit code {code}" if code is not None else ""
+            cell.outputs.append(error_output("KernelDied" if not stopped else "CellTimeoutError",
+                                             f"the kernel {what} while this cell ran"
+                                             + (f" (after {record.get('cpu', 0):.0f} s of CPU, "
+                                                f"{record.get('wall', 0):.0f} s)" if stopped else "")))
+        finally:
+            watch.cancel()
+            record.setdefault("cpu", round((_cpu_seconds(process) - cpu0) if process else 0.0, 2))
+            record.setdefault("wall", round(time.monotonic() - wall0, 2))
+            self.cell_log.append(record)
+        if record.get("event") in ("cpu limit", "wall limit"):
+            kind = "CPU" if record["event"] == "cpu limit" else "wall"
+            limit = self.cpu_limit if kind == "CPU" else self.wall_limit
+            cell.outputs.append(error_output(
+                "CellTimeoutError", f"stopped after {record['cpu']:.0f} s of CPU and {record['wall']:.0f} s of wall "
+                                    f"time (the limit is {limit:.0f} s of {kind} time a cell)"))
+        return cell
+
+    execute_cell = run_sync(async_execute_cell)  # nbclient binds its own coroutine otherwise
+
+    async def _exit_code(self):
+        provisioner = getattr(self.km, "provisioner", None)
+        process = getattr(provisioner, "process", None)
+        if process is None:
+            return None
+        for _ in range(10):
+            code = process.poll()
+            if code is not None:
+                return code
+            await asyncio.sleep(0.1)
+        return None
+
+
+async def _maybe_await(value):
+    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
+        return await value
+    return value

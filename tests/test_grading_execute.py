@@ -1,0 +1,61 @@
+"""GuardedExecute, the graded kernel's runner: one thread, CPU and wall limits per cell, a dead or silent kernel
+costing only the cells it did not reach (bnn_teach/grading_execute.py). Tiny notebooks, no nbgrader round trip."""
+import json
+
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from bnn_teach.grading_execute import LOG_ENV, GuardedExecute
+
+
+def run(sources, tmp_path, **limits):
+    notebook = new_notebook(cells=[new_code_cell(s) for s in sources])
+    executor = GuardedExecute(**{"cpu_limit": 3, "wall_limit": 8, "interrupt_grace": 3, **limits})
+    executor.preprocess(notebook, {"metadata": {"path": str(tmp_path)}})
+    return notebook, {r["cell"]: r for r in executor.cell_log}
+
+
+def errors(cell):
+    return [(o.ename, o.evalue) for o in cell.outputs if o.output_type == "error"]
+
+
+def texts(cell):
+    return "".join(o.get("text", "") for o in cell.outputs if o.output_type == "stream")
+
+
+def test_one_thread_cpu_and_wall_limits_and_the_notebook_goes_on(tmp_path, monkeypatch):
+    monkeypatch.setenv(LOG_ENV, str(tmp_path / "log.json"))
+    notebook, log = run([
+        "import os, torch\nprint(torch.get_num_threads(), os.environ['OMP_NUM_THREADS'], "
+        "os.environ['MKL_NUM_THREADS'])",
+        "while True:\n    pass",                                  # a runaway loop: stopped by its CPU time
+        "import time\ntime.sleep(4)\nprint('slept')",             # 4 s of wall, no CPU: below the wall limit
+        "time.sleep(1000)",                                       # blocks: stopped by the wall limit
+        "print('still here')",
+    ], tmp_path)
+    cells = notebook.cells
+    assert texts(cells[0]).split() == ["1", "1", "1"], "the graded kernel runs torch and BLAS on one thread"
+    assert log["cell 2"]["event"] == "cpu limit" and 3 <= log["cell 2"]["cpu"] < 6, log["cell 2"]
+    assert errors(cells[1])[-1][0] == "CellTimeoutError" and "3 s of CPU time" in errors(cells[1])[-1][1]
+    assert "event" not in log["cell 3"] and texts(cells[2]) == "slept\n", "sleeping is not CPU time"
+    assert log["cell 4"]["event"] == "wall limit" and log["cell 4"]["cpu"] < 1, log["cell 4"]
+    assert texts(cells[4]) == "still here\n" and not errors(cells[4]), "the notebook goes on after a limit"
+    assert [r["cell"] for r in json.loads((tmp_path / "log.json").read_text())] == [f"cell {i}" for i in range(1, 6)]
+
+
+@pytest.mark.parametrize("fault, event", [
+    ("import os\nos._exit(3)", "kernel died"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "kernel died"),
+    ("import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)", "kernel stopped answering"),  # a silent kernel
+])
+def test_a_lost_kernel_costs_the_cells_it_did_not_reach(tmp_path, fault, event):
+    notebook, log = run(["x = 41\nprint(x + 1)", fault, "print(x)", "print('never')"], tmp_path, wall_limit=5)
+    cells = notebook.cells
+    assert texts(cells[0]) == "42\n" and not errors(cells[0]), "the cell before keeps its output"
+    assert log["cell 2"]["event"] == event, log
+    assert errors(cells[1])[-1][0] in ("KernelDied", "CellTimeoutError")
+    for cell in cells[2:]:
+        [(name, message)] = errors(cell)
+        assert name == "NotRun" and "cell 2" in message, "a cell after the lost kernel is an error naming where"
+    if fault.startswith("import os\nos._exit"):
+        assert log["cell 2"]["detail"] == "exit code 3"
