@@ -328,14 +328,14 @@ def _restore(before: dict, snapshot: Path, base: Path, folders) -> list[str]:
 
 def _events(log: list[dict]) -> tuple[list[str], list[str]]:
     """Problems (one line each) and status words from the executor's cell log."""
-    problems, status = [], []
+    problems, status, timed_out = [], [], []
     for record in log:
         event, cell = record.get("event"), record["cell"]
         if event in ("cpu limit", "wall limit"):
             kind = "CPU" if event == "cpu limit" else "wall"
             problems.append(f"cell {cell} stopped at its {kind} limit ({record['cpu']:.0f} s of CPU, "
                             f"{record['wall']:.0f} s of wall time); it scores 0 and the notebook went on")
-            status.append(f"timed out in cell {cell}")
+            timed_out.append(cell)
         elif event == "kernel stopped answering":
             problems.append(f"the kernel stopped answering in cell {cell} ({record['cpu']:.0f} s of CPU, "
                             f"{record['wall']:.0f} s) and was stopped; the cells after it did not run")
@@ -345,6 +345,8 @@ def _events(log: list[dict]) -> tuple[list[str], list[str]]:
             problems.append(f"the kernel died in cell {cell}{detail} after {record['wall']:.0f} s; "
                             "the cells after it did not run")
             status.append(f"kernel died in cell {cell}")
+    if timed_out:
+        status.insert(0, f"timed out in cell{'s' if len(timed_out) > 1 else ''} {', '.join(timed_out)}")
     not_run = [r["cell"] for r in log if r.get("event") == "not run"]
     if not_run:
         problems.append(f"not run: {', '.join(not_run)}")
@@ -479,20 +481,22 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
                                 f"({submitted / missing[0] / assignment})")
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(students)))
     guard = GradebookGuard(root)
-    folders = [submitted / s / assignment for s in students]
+    # every submission (of every assignment) as it is before anyone's code runs: what a submission's code
+    # changes there is put back; new files are removed only inside these folders (a collect may add others)
+    folders = sorted(p for p in submitted.glob("*/*") if p.is_dir())
     results = {}
     with tempfile.TemporaryDirectory(prefix="bnn-teach-grade-") as tmp:
         tmp = Path(tmp)
-        snapshot = tmp / "snapshot"  # the submissions, before anyone's code runs
-        for student in students:
-            shutil.copytree(submitted / student / assignment, snapshot / student / assignment)
+        snapshot = tmp / "snapshot"
+        for folder in folders:
+            shutil.copytree(folder, snapshot / folder.relative_to(submitted))
         before = _digests(folders)
         with guard.locked():
             tampered_before = guard.begin()
             shutil.copy2(guard.path, tmp / "gradebook.db")  # the start of every private course
         try:
             def grade(student: str) -> GradeResult:
-                folder = snapshot / student / assignment
+                folder = snapshot / student / assignment  # graded from the snapshot
                 notebook = folder / f"{assignment}.ipynb"
                 start_db = tmp / f"gradebook-{student}.db"
                 shutil.copy2(tmp / "gradebook.db", start_db)

@@ -99,6 +99,7 @@ class GuardedExecute(Execute):
         os.environ.update(ONE_THREAD)  # the kernel inherits this process's environment
         self.cell_log = []
         self._lost = None  # (cell label, what happened) once the kernel is gone
+        self._last = None  # (the last code cell run, seconds to watch for its kernel exiting)
         try:
             return super().preprocess(nb, resources, km)
         finally:
@@ -156,6 +157,11 @@ class GuardedExecute(Execute):
             cell.outputs = [error_output("NotRun", f"not run: the kernel {what} in {where}")]
             self.cell_log.append({"cell": label, "event": "not run", "cpu": 0.0, "wall": 0.0})
             return cell
+        if self._last is not None and not await self._alive(wait=self._last[1]):
+            # the kernel ended after the previous cell had answered (``sys.exit`` ends ipykernel)
+            self._lost = (self._last[0], "exited")
+            self.cell_log[-1].update(event="kernel died", detail="it exited after the cell answered")
+            return await self.async_execute_cell(cell, cell_index, execution_count, store_history)
         process = self._kernel_process()
         record = {"cell": label}
         cpu0, wall0 = (_cpu_seconds(process) if process else 0.0), time.monotonic()
@@ -176,9 +182,11 @@ class GuardedExecute(Execute):
                                                 f"{record.get('wall', 0):.0f} s)" if stopped else "")))
         finally:
             watch.cancel()
-            record.setdefault("cpu", round((_cpu_seconds(process) - cpu0) if process else 0.0, 2))
+            record.setdefault("cpu", round(max(0.0, _cpu_seconds(process) - cpu0) if process else 0.0, 2))
             record.setdefault("wall", round(time.monotonic() - wall0, 2))
             self.cell_log.append(record)
+        exited = any(o.get("ename") == "SystemExit" for o in cell.outputs if o.get("output_type") == "error")
+        self._last = (label, 3.0 if exited else 0.0) if self._lost is None else None
         if record.get("event") in ("cpu limit", "wall limit"):
             kind = "CPU" if record["event"] == "cpu limit" else "wall"
             limit = self.cpu_limit if kind == "CPU" else self.wall_limit
@@ -188,6 +196,16 @@ class GuardedExecute(Execute):
         return cell
 
     execute_cell = run_sync(async_execute_cell)  # nbclient binds its own coroutine otherwise
+
+    async def _alive(self, wait: float = 0.0) -> bool:
+        """Whether the kernel process still runs (looking for ``wait`` seconds, for one that is exiting)."""
+        deadline = time.monotonic() + wait
+        while True:
+            if not await _maybe_await(self.km.is_alive()):
+                return False
+            if time.monotonic() >= deadline:
+                return True
+            await asyncio.sleep(0.1)
 
     async def _exit_code(self):
         provisioner = getattr(self.km, "provisioner", None)

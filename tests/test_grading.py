@@ -6,6 +6,7 @@ loses exactly the cells it names. Hostile submissions are graded without stoppin
 anyone else's grade.
 """
 import copy
+import json
 import re
 import shutil
 from pathlib import Path
@@ -213,3 +214,185 @@ def test_grade_commands_release_autograde_feedback_scores(tmp_path, capsys):
     assert png_path.stat().st_size > 1000
     assert cli.main(["grade", "release", "A9_missing", "--root", str(root)]) == 2
     assert "no assignment 'A9_missing'" in capsys.readouterr().err
+
+
+def with_cell(root, name, grade_id, source):
+    """The solution with one cell's source replaced."""
+    notebook = solution_submission(root, name)
+    [cell] = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == grade_id]
+    cell.source = source
+    return notebook
+
+
+def test_a_failure_costs_only_the_cells_it_touches_and_is_named(tmp_path, capsys):
+    """A test cell past its CPU or wall limit, a silent kernel, a killed kernel, os._exit: the cells before keep
+    their points, the cells not reached score 0, each event is recorded with its cell and seconds, every
+    submission gets a feedback page and `scores` shows a status."""
+    name = "A1_reparam_kl"
+    root = make_course(tmp_path, [name], timeout=10, grace=3)
+    grading.release(name, root=root)
+    submit(root, "honest", name, solution_submission(root, name))
+    spin = "def kl_monte_carlo(mu_q, sigma_q, log_prior, num_samples, generator=None):\n    while True:\n        pass\n"
+    sleep = ("import time\n\ndef kl_monte_carlo(mu_q, sigma_q, log_prior, num_samples, generator=None):\n"
+             "    time.sleep(10**6)\n")
+    submit(root, "spinner", name, with_cell(root, name, "kl_monte_carlo", spin))
+    submit(root, "sleeper", name, with_cell(root, name, "kl_monte_carlo", sleep))
+    faults = {"silent": "import os, signal\nos.kill(os.getpid(), signal.SIGSTOP)",
+              "killed": "import os, signal\nos.kill(os.getpid(), signal.SIGKILL)",
+              "exiter": "import os\nos._exit(0)"}
+    for student, source in faults.items():
+        submit(root, student, name, with_cell(root, name, "kl_gaussian", source))
+    assert cli.main(["grade", "autograde", name, "--root", str(root), "--no-progress", "--jobs", "2"]) == 0
+    out = capsys.readouterr().out
+    logs = (root / "course" / "grading_log" / name).glob("*.json")
+    results = {r["student"]: r for r in (json.loads(p.read_text()) for p in logs)}
+    full = {cell: maximum for cell, (_, maximum) in results["honest"]["cells"].items()}
+    assert results["honest"]["status"] == "ok" and results["honest"]["score"] == sum(full.values())
+    after_kl = [c for c in full if c not in ("test_sample_weights",)]
+    for student, kind in (("spinner", "CPU"), ("sleeper", "wall")):
+        cells = results[student]["cells"]
+        assert cells["test_kl_monte_carlo"][0] == 0, f"{student}: the cell past its limit scores 0"
+        assert all(cells[c][0] == full[c] for c in full if c != "test_kl_monte_carlo"), "the notebook went on"
+        assert results[student]["status"] == "timed out in cell test_kl_monte_carlo"
+        [line] = [p for p in results[student]["problems"] if "stopped at its" in p]
+        assert line.startswith(f"cell test_kl_monte_carlo stopped at its {kind} limit (")
+        assert f"{student}" in out and "timed out in cell test_kl_monte_carlo" in out
+    for student in faults:
+        cells = results[student]["cells"]
+        assert cells["test_sample_weights"] == [full["test_sample_weights"]] * 2, f"{student}: earlier points kept"
+        assert all(cells[c][0] == 0 for c in after_kl), f"{student}: the cells not reached score 0"
+        verb = "stopped" if student == "silent" else "died"
+        assert results[student]["status"] == f"kernel {verb} in cell kl_gaussian", results[student]
+        assert any(p.startswith("not run: test_kl_gaussian_basic") for p in results[student]["problems"])
+    assert "see the above traceback" not in out and "see above" not in out
+
+    assert cli.main(["grade", "feedback", name, "--root", str(root)]) == 0
+    for student in results:
+        page = root / "course" / "feedback" / student / name / f"{name}.html"
+        assert page.exists(), f"{student} gets a feedback page"
+    assert "NotRun" in (root / "course" / "feedback" / "killed" / name / f"{name}.html").read_text()
+    capsys.readouterr()
+    assert cli.main(["grade", "scores", "--root", str(root)]) == 0
+    table = capsys.readouterr().out
+    assert "* killed A1_reparam_kl: kernel died in cell kl_gaussian" in table
+    assert "* spinner A1_reparam_kl: timed out in cell test_kl_monte_carlo" in table
+
+
+def test_wrong_assignment_and_not_run_have_a_status_and_a_feedback_page(tmp_path, capsys):
+    name = "A1_reparam_kl"
+    root = make_course(tmp_path, [name])
+    grading.release(name, root=root)
+    folder = root / "course" / "submitted" / "renamed" / name
+    folder.mkdir(parents=True)
+    nbformat.write(solution_submission(root, name), folder / "my_homework.ipynb")
+    submit(root, "late", name, solution_submission(root, name))
+    [result] = grading.autograde(name, students=["renamed"], root=root, progress=False)
+    assert result.status == "wrong assignment" and result.score == 0
+    assert f"no {name}.ipynb in the submission" in result.problems[0]
+    rows = {r["student"]: r for r in grading.scores(root)}
+    assert rows["renamed"]["status"] == "wrong assignment"
+    assert rows["late"]["status"] == "not run" and rows["late"]["score"] is None
+    grading.feedback(name, root=root)
+    page = (root / "course" / "feedback" / "renamed" / name / f"{name}.html").read_text()
+    assert "could not be graded" in page and f"no {name}.ipynb in the submission" in page
+
+
+def test_two_autograde_commands_at_once_do_not_undo_each_other(tmp_path):
+    """Two `bnn-teach grade autograde` processes on one course at the same time (a different student each):
+    both grades land, neither is reverted, and no student is told that files changed."""
+    import os
+    import subprocess
+    import sys
+
+    name = "A1_reparam_kl"
+    root = make_course(tmp_path, [name])
+    grading.release(name, root=root)
+    for student in ("ann", "ben", "cat", "dan"):
+        submit(root, student, name, solution_submission(root, name))
+    env = {**os.environ, "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]])}
+    command = [sys.executable, "-m", "bnn_teach.cli", "grade", "autograde", name, "--root", str(root),
+               "--no-progress", "--jobs", "1"]
+    first = subprocess.Popen(command + ["--student", "ann", "--student", "ben"], env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    second = subprocess.Popen(command + ["--student", "cat", "--student", "dan"], env=env, text=True,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    outputs = [first.communicate(timeout=900)[0], second.communicate(timeout=900)[0]]
+    assert first.returncode == 0 and second.returncode == 0, outputs
+    assert all("changed" not in out and "restored" not in out for out in outputs), outputs
+    rows = {r["student"]: r for r in grading.scores(root)}
+    assert {s: (rows[s]["score"], rows[s]["status"]) for s in rows} == {s: (24.0, "ok") for s in
+                                                                         ("ann", "ben", "cat", "dan")}
+
+
+def test_gradebook_guard_tells_a_grader_write_from_a_tampering_one(tmp_path):
+    """Writes under the lock are the grader's; a change outside it while grading runs is put back."""
+    root = tmp_path
+    (root / "course").mkdir()
+    gradebook = root / "course" / "gradebook.db"
+    gradebook.write_bytes(b"state 0")
+    grading_a, grading_b = grading.GradebookGuard(root), grading.GradebookGuard(root)
+    with grading_a.locked():
+        assert grading_a.begin() is False
+    with grading_b.writing():  # another command merges a grade, under the lock
+        gradebook.write_bytes(b"state 1")
+    with grading_a.locked():
+        assert grading_a.verify() is False, "a locked write is not tampering"
+    gradebook.write_bytes(b"tampered")  # a submission's code, outside the lock
+    with grading_a.locked():
+        assert grading_a.verify() is True and gradebook.read_bytes() == b"state 1", "put back"
+        grading_a.end()
+    gradebook.write_bytes(b"manual grades")  # the instructor, while no autograde runs
+    with grading_b.locked():
+        assert grading_b.begin() is False and gradebook.read_bytes() == b"manual grades", "accepted"
+        grading_b.end()
+
+
+def test_grade_commands_act_on_the_course_that_holds_the_working_directory(tmp_path, monkeypatch, capsys):
+    name = "A1_reparam_kl"
+    root = make_course(tmp_path, [name])
+    released = ROOT / "assignments" / name / f"{name}.ipynb"
+    before = (released.stat().st_mtime_ns, (ROOT / "course" / "gradebook.db").exists())
+    monkeypatch.chdir(root / "solutions")  # inside the copy, below its root
+    assert cli.main(["grade", "release", name]) == 0
+    assert (root / "course" / "gradebook.db").exists(), "the copy got its gradebook"
+    assert capsys.readouterr().out.strip() == f"released {root / 'assignments' / name / f'{name}.ipynb'}"
+    assert (released.stat().st_mtime_ns, (ROOT / "course" / "gradebook.db").exists()) == before, \
+        "the package's own checkout is untouched"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    assert cli.main(["grade", "scores"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "no course here" in err
+    monkeypatch.chdir(root)
+    assert cli.main(["grade", "autograde", "A9_nothing"]) == 2
+    assert f"no assignment 'A9_nothing' in this course; the assignments are {name}" in capsys.readouterr().err
+    assert cli.main(["grade", "feedback", name]) == 2
+    assert "autograde" in capsys.readouterr().err
+
+
+def test_check_flags_stubs_a_moved_answer_and_names_a_cell_past_its_limit(tmp_path):
+    name = "A1_reparam_kl"
+    root = make_course(tmp_path, [name], timeout=5, grace=3)
+    release = nbformat.read(root / "assignments" / name / f"{name}.ipynb", as_version=4)
+    blank = submit(root, "blank", name, release)
+    stubs = [p for p in grading.check_submission(blank, root=root, run=False) if "raise NotImplementedError()" in p]
+    solution_cells = [c for c in release.cells if c.metadata.get("nbgrader", {}).get("solution")
+                      and c.cell_type == "code"]
+    assert len(stubs) == len(solution_cells) >= 5, stubs
+    assert stubs[0] == (f"cell {solution_cells[0].metadata['nbgrader']['grade_id']} not done yet: it still has "
+                        "the stub `raise NotImplementedError()`")
+    moved = solution_submission(root, name)
+    index = next(i for i, c in enumerate(moved.cells)
+                 if c.metadata.get("nbgrader", {}).get("grade_id") == "kl_gaussian")
+    moved.cells.append(moved.cells.pop(index))
+    path = submit(root, "moved", name, moved)
+    problems = grading.check_submission(path, root=root, run=False)
+    assert problems == ["cell kl_gaussian is below the test test_kl_gaussian_basic that checks it: move it back "
+                        "above (tests run top to bottom)"]
+    spin = "def sample_weights(mu, rho, eps):\n    while True:\n        pass\n"
+    path = submit(root, "spinner", name, with_cell(root, name, "sample_weights", spin))
+    problems = grading.check_submission(path, root=root)
+    [line] = [p for p in problems if "test_sample_weights" in p]
+    assert line.startswith("cell test_sample_weights stopped at its CPU limit (5 s of CPU") or \
+        line.startswith("cell test_sample_weights stopped at its CPU limit (6 s of CPU"), problems
