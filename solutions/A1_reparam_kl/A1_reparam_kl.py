@@ -103,7 +103,8 @@ def kl_gaussian(mu_q, sigma_q, mu_p, sigma_p):
 # %% nbgrader={"grade": true, "grade_id": "test_kl_gaussian_basic", "locked": true, "points": 1, "schema_version": 3, "solution": false}
 """kl_gaussian: elementwise shape, and zero when q equals p."""
 mu, sigma = torch.randn(5, dtype=torch.float64), torch.rand(5, dtype=torch.float64) + 0.1
-kl = kl_gaussian(mu, sigma, mu, sigma)
+with hidden("bnn_teach.kl.normal_normal", "torch.distributions.kl_divergence", "torch.distributions.kl.kl_divergence"):
+    kl = kl_gaussian(mu, sigma, mu, sigma)
 assert kl.shape == (5,), f"the KL is elementwise: expected shape (5,), got {tuple(kl.shape)} (do not sum)"
 assert torch.allclose(kl, torch.zeros(5, dtype=torch.float64), atol=1e-12), \
     "KL(q || q) must be 0: check the constant term"
@@ -120,12 +121,18 @@ reversed_direction = torch.distributions.kl_divergence(torch.distributions.Norma
                                                        torch.distributions.Normal(mu_q, sigma_q))
 with hidden("bnn_teach.kl.normal_normal", "torch.distributions.kl_divergence", "torch.distributions.kl.kl_divergence"):
     kl = kl_gaussian(mu_q, sigma_q, mu_p, sigma_p)
+assert kl.shape == (200,) and torch.isfinite(kl).all(), "one finite KL per element: shape (200,)"
+log_ratio = torch.log(sigma_p / sigma_q)  # a log term off by a factor leaves a gap proportional to it
+factor = float(((kl - reference) * log_ratio).sum() / (log_ratio**2).sum())
+assert abs(factor) < 0.01 or not torch.allclose(kl - reference, factor * log_ratio, rtol=1e-4, atol=1e-6), \
+    "the log term is off by a factor: log sigma = (1/2) log sigma^2, so a log of variances needs the factor 1/2 " \
+    "and a log of standard deviations none"
 assert (kl >= -1e-12).all(), "the KL is negative somewhere: check the sign of each term"
 assert not torch.allclose(kl, reversed_direction), \
     "this is KL(p || q): the expectation must be under q (the posterior), KL(q || p)"
+### BEGIN HIDDEN TESTS
 assert torch.allclose(kl, reference, rtol=1e-8, atol=1e-10), \
     "the values differ from the reference: check the log term, the 1/(2 sigma_p^2) factor and the constant"
-### BEGIN HIDDEN TESTS
 kl_scalar_prior = kl_gaussian(mu_q, sigma_q, torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
 assert torch.allclose(kl_scalar_prior, torch.distributions.kl_divergence(
     torch.distributions.Normal(mu_q, sigma_q), torch.distributions.Normal(0.0, 1.0)), rtol=1e-8), \
@@ -319,6 +326,17 @@ with hidden("bnn_teach.objectives.elbo_loss"):
 assert not math.isclose(value, 600.3, rel_tol=1e-6), "the KL is summed over all weights: divide it by num_data"
 assert not math.isclose(value, 0.3 + 600 / 32, rel_tol=1e-6), "divide by the number of training points, not the batch size"
 assert math.isclose(value, 0.31, rel_tol=1e-6), f"expected 0.3 + 600 / 60000, got {value}"
+### BEGIN HIDDEN TESTS
+nll_in, kl_in = torch.tensor(1.25, requires_grad=True), torch.tensor(50.0, requires_grad=True)
+with hidden("bnn_teach.objectives.elbo_loss"):
+    loss = elbo_loss(nll_in, kl_in, 200)
+got = float(loss.detach()) if torch.is_tensor(loss) else loss
+assert torch.is_tensor(loss) and math.isclose(got, 1.5, rel_tol=1e-6), \
+    f"elbo_loss(1.25, 50, 200) gave {got}: compute the loss from the arguments, not from fixed numbers"
+loss.backward()
+assert kl_in.grad is not None and math.isclose(float(kl_in.grad), 1 / 200, rel_tol=1e-6), \
+    "the loss must be a differentiable function of nll and kl (torch operations on the arguments)"
+### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_bbb_regression", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 """train_bbb: a network of MyBayesLinear layers fits the 1-D data, and its spread is wider off the data than on it."""

@@ -79,7 +79,11 @@ b_mu, b_sigma = torch.randn(3, generator=g, dtype=torch.float64), torch.rand(3, 
 eps = torch.randn(6, 3, generator=g, dtype=torch.float64)
 with hidden("bnn_teach.nn.BayesLinear"):
     out = lrt_linear(x, w_mu, w_sigma, b_mu, b_sigma, eps)
+    twins = lrt_linear(x[:1].expand(6, 4), w_mu, w_sigma, b_mu, b_sigma, eps)  # one input, six noise rows
 assert out.shape == (6, 3), f"expected (batch, out_features) = (6, 3), got {tuple(out.shape)}"
+assert not torch.allclose(twins[0], twins[1]), \
+    "rows with the same input got the same output: the noise is shared by the whole batch; use eps as given, " \
+    "one value per example and output unit"
 assert torch.allclose(lrt_linear(x, w_mu, w_sigma, b_mu, b_sigma, torch.zeros_like(eps)), x @ w_mu.T + b_mu), \
     "with eps = 0 the output should be the mean x mu^T + mu_b"
 variance = x**2 @ (w_sigma**2).T + b_sigma**2
@@ -199,7 +203,8 @@ assert math.isclose(value, cross_entropy + 1234.0 / 60_000, rel_tol=1e-5), "expe
 # `num_samples` stochastic forward passes in `eval()` mode with sampling switched on (`layer.sample = True`,
 # and back to `False` afterwards), shape `(num_samples, N, 10)`. The posterior predictive is the
 # average of those *probabilities*. Checked: the network trained for 3 epochs on 3,000 images
-# reaches 85 % test accuracy with your prediction, and `mc_predict` averages the right thing.
+# reaches 85 % test accuracy with your prediction, the losses `train` returns (the mean `negative_elbo` of each
+# epoch) carry the KL with the course's scaling, and `mc_predict` averages the right thing.
 
 # %% nbgrader={"grade": false, "grade_id": "train_and_predict", "locked": false, "schema_version": 3, "solution": true}
 def train(model, X, y, num_epochs, batch_size=100, lr=1e-3):
@@ -251,9 +256,11 @@ assert not torch.allclose(probs[0], probs[1]), "the samples are equal: switch sa
 assert not any(m.sample for m in net.modules() if isinstance(m, LRTLinear)), "switch sampling off again afterwards"
 
 # %% nbgrader={"grade": true, "grade_id": "test_train_accuracy", "locked": true, "points": 3, "schema_version": 3, "solution": false}
-"""train + mc_predict: 3 epochs on 3,000 images reach 85 % test accuracy with the averaged probabilities."""
+"""train + mc_predict: 3 epochs on 3,000 images reach 85 % test accuracy; the first epoch's loss holds the KL / N."""
 bt.utils.set_seed(5)
 net = make_mlp()
+with torch.no_grad():
+    kl_start = float(sum(m.kl() for m in net.modules() if isinstance(m, LRTLinear))) / len(X_train)
 with hidden("bnn_teach.train.fit", "bnn_teach.objectives.elbo_loss", "bnn_teach.predict.mc_predict"):
     losses = train(net, X_train, y_train, num_epochs=3)
     probs = mc_predict(net, X_test, num_samples=10)
@@ -261,6 +268,12 @@ assert len(losses) == 3 and losses[-1] < losses[0], f"the loss should fall over 
 accuracy = float((probs.mean(0).argmax(-1) == y_test).float().mean())
 assert accuracy > 0.85, f"test accuracy {100 * accuracy:.1f} %: check the loss (mean cross-entropy + KL / N) and the " \
     "optimiser loop"
+### BEGIN HIDDEN TESTS
+assert 0.9 * kl_start < losses[0] < 1.1 * kl_start + 3, \
+    f"the first epoch's mean loss is {losses[0]:.1f} while the untrained network's KL / N alone is {kl_start:.1f}: " \
+    "divide the network's KL by num_data = len(X) once per step (not by the batch size, not also by the number of " \
+    "batches), and return the mean loss of each epoch"
+### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "task5", "locked": true, "schema_version": 3, "solution": false}
 # ## Task 5 (advanced, 4 points): accuracy and NLL of the posterior predictive

@@ -108,10 +108,20 @@ assert not torch.allclose(probs[0], probs[1]), "all samples are equal: dropout m
 """mc_dropout_predict: BatchNorm keeps its running statistics and eval mode; a prediction does not depend on the batch."""
 batchnorm = net[2]
 mean_before, var_before = batchnorm.running_mean.clone(), batchnorm.running_var.clone()
+batchnorm_modes = []  # BatchNorm's mode at each of its forward passes
+hook = batchnorm.register_forward_pre_hook(lambda module, inputs: batchnorm_modes.append(module.training))
 net.train()
-with hidden("bnn_teach.predict.mc_predict", "bnn_teach.nn.sampling"):
-    torch.manual_seed(8)
-    alone = mc_dropout_predict(net, X_test[:1], num_samples=20)
+try:
+    with hidden("bnn_teach.predict.mc_predict", "bnn_teach.nn.sampling"):
+        torch.manual_seed(8)
+        alone = mc_dropout_predict(net, X_test[:1], num_samples=20)
+except Exception:
+    assert not any(batchnorm_modes), "BatchNorm is in training mode during MC dropout: only the dropout layers should sample"
+    raise
+finally:
+    hook.remove()
+assert batchnorm_modes and not any(batchnorm_modes), \
+    "BatchNorm is in training mode during MC dropout: only the dropout layers should sample"
 assert net.training and all(m.training for m in net.modules()), "restore every module's mode afterwards"
 assert torch.equal(batchnorm.running_mean, mean_before) and torch.equal(batchnorm.running_var, var_before), \
     "BatchNorm's running statistics changed: keep it in eval() mode and switch only the dropout layers on"

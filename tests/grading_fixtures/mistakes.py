@@ -20,6 +20,18 @@ MISTAKES = {
                                        {"test_elbo_loss", "test_bbb_regression"}),
         "monte_carlo_sign": ("kl_monte_carlo", "return (log_q - log_prior(w)).mean(0)",
                              "return (log_prior(w) - log_q).mean(0)", {"test_kl_monte_carlo"}),
+        "kl_log_variance_without_half": ("kl_gaussian", "torch.log(sigma_p / sigma_q)",
+                                         "torch.log(sigma_p**2 / sigma_q**2)",
+                                         {"test_kl_gaussian_values", "test_bayes_linear_kl"}),
+        "kl_calls_the_library": ("kl_gaussian",
+                                 "return torch.log(sigma_p / sigma_q) + (sigma_q**2 + (mu_q - mu_p) ** 2) / "
+                                 "(2 * sigma_p**2) - 0.5",
+                                 "return bt.kl.normal_normal(mu_q, sigma_q, mu_p, sigma_p)",
+                                 {"test_kl_gaussian_basic", "test_kl_gaussian_values", "test_bayes_linear_kl"}),
+        "elbo_hard_coded": ("elbo_and_training", "return nll + kl / num_data", "return torch.tensor(0.31)",
+                            {"test_elbo_loss", "test_bbb_regression"}),
+        "elbo_hard_coded_num_data": ("elbo_and_training", "return nll + kl / num_data", "return nll + kl / 60_000",
+                                     {"test_elbo_loss"}),
     },
 }
 
@@ -35,6 +47,13 @@ MISTAKES["A2_bbb_lrt"] = {
                            {"test_accuracy_nll"}),
     "ece_bins_unweighted": ("ece", "total += float(inside.double().mean()) * abs(",
                             "total += (1 / num_bins) * abs(", {"test_ece"}),
+    "lrt_noise_shared_by_the_batch": ("lrt_linear", "return mean + torch.sqrt(var) * eps",
+                                      "return mean + torch.sqrt(var) * eps[0]", {"test_lrt_linear"}),
+    "kl_divided_by_the_number_of_batches_too": ("train_and_predict",
+                                                "loss = negative_elbo(model(X[idx]), y[idx], kl, len(X))",
+                                                "loss = negative_elbo(model(X[idx]), y[idx], "
+                                                "kl / math.ceil(len(X) / batch_size), len(X))",
+                                                {"test_train_accuracy"}),
 }
 
 MISTAKES["A3_mc_dropout"] = {
@@ -62,6 +81,9 @@ MISTAKES["A4_sparsevd"] = {
                                    {"test_svdo_train_moments"}),
     "eval_not_pruned": ("linear_svdo", "return x @ (self.weight * mask).T + self.bias",
                         "return x @ self.weight.T + self.bias", {"test_svdo_eval_pruned"}),
+    "lrt_noise_shared_by_the_batch": ("linear_svdo", "torch.sqrt(var + 1e-8) * torch.randn_like(mean)",
+                                      "torch.sqrt(var + 1e-8) * torch.randn(mean.shape[-1])",
+                                      {"test_svdo_train_moments"}),
 }
 
 MISTAKES["A6_sgmcmc"] = {
