@@ -63,6 +63,28 @@ def submit(root, student, name, notebook):
     return folder / f"{name}.ipynb"
 
 
+def squash(text):
+    return " ".join(text.split())
+
+
+def page_text(path):
+    """The text a reader of an HTML page (or any file) sees: tags removed, entities decoded, spaces squashed."""
+    import html
+
+    return squash(html.unescape(re.sub(r"<[^>]+>", "", Path(path).read_text(errors="replace"))))
+
+
+def hidden_only_lines(root, name):
+    """The code lines of the hidden tests that appear nowhere else in the assignment (not in the release, not
+    in a solution a student could write), long enough to mean something, space-squashed."""
+    pattern = r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS"
+    source = (root / "solutions" / name / f"{name}.py").read_text()
+    regions = re.findall(pattern, source, flags=re.S)
+    visible = {squash(line) for line in re.sub(pattern, "", source, flags=re.S).splitlines()}
+    lines = {squash(line) for region in regions for line in region.splitlines()}
+    return sorted(line for line in lines if len(line) >= 15 and line not in visible and not line.startswith("#"))
+
+
 @pytest.mark.parametrize("name", ASSIGNMENTS)
 def test_release_regenerated_from_solutions_matches_the_committed_one(tmp_path, name):
     root = make_course(tmp_path, [name])
@@ -96,6 +118,17 @@ def test_solution_full_blank_zero_and_each_mistake_loses_its_cells(tmp_path, nam
     for mistake, (_, _, _, loses) in mistakes.items():
         lost = {cell for cell, (score, maximum) in results[mistake].cells.items() if score < maximum}
         assert lost == loses, f"{mistake}: lost {sorted(lost)}, expected {sorted(loses)}"
+
+    grading.feedback(name, root=root)
+    secret = hidden_only_lines(root, name)
+    assert len(secret) >= 3, "the assignment has hidden tests"
+    pages = sorted((root / "course" / "feedback").glob(f"*/{name}/*"))
+    assert len(pages) >= len(results), "every graded submission has its feedback"
+    for page in pages:
+        text = page_text(page)
+        leaked = [line for line in secret if line in text]
+        assert not leaked, f"{page.relative_to(root)} shows hidden-test code: {leaked[:3]}"
+    assert "hidden tests: not shown" in page_text(root / "course" / "feedback" / "solution" / name / f"{name}.html")
 
     rows = {(r["student"], r["assignment"]): r for r in grading.scores(root)}
     assert rows[("solution", name)]["score"] == full.max_score
