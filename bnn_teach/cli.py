@@ -226,6 +226,10 @@ def _grade(args) -> int:
         if args.action == "autograde":
             if args.jobs is not None and args.jobs < 1:
                 raise UsageError(f"--jobs must be at least 1, got {args.jobs}")
+            from bnn_teach.grading.sandbox import unavailable
+
+            if unavailable():
+                print(f"{unavailable()}: grading without it; each result is marked unsandboxed", file=sys.stderr)
             results = grading.autograde(args.assignment, students=args.student, root=args.root,
                                         timeout=args.timeout, progress=not args.no_progress, jobs=args.jobs)
             width = max(len(r.student) for r in results)

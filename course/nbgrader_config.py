@@ -30,10 +30,13 @@ c.Exchange.path_includes_course = True
 from nbconvert.preprocessors import ClearMetadataPreprocessor  # noqa: E402
 from nbgrader.preprocessors import AssignLatePenalties, CheckCellMetadata, IgnorePattern, LimitOutput, SaveAutoGrades  # noqa: E402
 
-from bnn_teach.grading_execute import GuardedExecute  # noqa: E402
+from bnn_teach.grading.execute import GuardedExecute  # noqa: E402
 
 c.Autograde.autograde_preprocessors = [GuardedExecute, IgnorePattern, ClearMetadataPreprocessor, LimitOutput,
                                        SaveAutoGrades, AssignLatePenalties, CheckCellMetadata]
+# each kernel in a sandbox (bnn_teach/grading/sandbox.py: bubblewrap; `bnn-teach grade autograde` turns it
+# off, and marks the results "unsandboxed", only where none can be made)
+c.GuardedExecute.sandbox = True
 c.GuardedExecute.cpu_limit = 30.0
 c.GuardedExecute.wall_limit = 300.0
 c.GuardedExecute.interrupt_grace = 15.0

@@ -16,6 +16,7 @@ import pytest
 from grading_fixtures.mistakes import MISTAKES
 
 from bnn_teach import cli, grading
+from bnn_teach.grading.sandbox import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir() and not p.name.startswith("."))
@@ -178,7 +179,11 @@ def test_hostile_submissions_are_graded_without_touching_anyone_else(tmp_path):
     assert results["looper"].cells["test_kl_gaussian_values"][0] == 4, "the rest of the notebook was still graded"
     assert results["leaver"].cells["test_kl_gaussian_values"][0] == 0
     assert results["leaver"].cells["test_sample_weights"][0] == 3
-    assert any("restored" in p for p in results["vandal"].problems), results["vandal"].problems
+    if unavailable() is None:  # in the sandbox the course's files are not there to write
+        assert not any("restored" in p for p in results["vandal"].problems), results["vandal"].problems
+        assert results["vandal"].cells["test_sample_weights"][0] == 0, "its writes failed, so its cell did"
+    else:
+        assert any("restored" in p for p in results["vandal"].problems), results["vandal"].problems
     assert results["editor"].cells["test_kl_gaussian_basic"][0] == 0, "the edited test cell was put back"
     assert any("test_kl_gaussian_basic was edited" in p for p in results["editor"].problems), "and reported"
     assert any("test_kl_gaussian_values is missing" in p for p in results["deleter"].problems)

@@ -1,11 +1,11 @@
 """GuardedExecute, the graded kernel's runner: one thread, CPU and wall limits per cell, a dead or silent kernel
-costing only the cells it did not reach (bnn_teach/grading_execute.py). Tiny notebooks, no nbgrader round trip."""
+costing only the cells it did not reach (bnn_teach/grading/execute.py). Tiny notebooks, no nbgrader round trip."""
 import json
 
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
-from bnn_teach.grading_execute import LOG_ENV, GuardedExecute
+from bnn_teach.grading.execute import LOG_ENV, GuardedExecute
 
 
 def run(sources, tmp_path, **limits):
@@ -60,3 +60,19 @@ def test_a_lost_kernel_costs_the_cells_it_did_not_reach(tmp_path, fault, event):
         assert name == "NotRun" and "cell 2" in message, "a cell after the lost kernel is an error naming where"
     if fault.startswith("import os\nos._exit"):
         assert log["cell 2"]["detail"] == "exit code 3"
+
+
+def test_nbgrader_error_names_the_error_not_see_above():
+    import subprocess
+
+    from bnn_teach.grading import _nbgrader_error
+
+    stderr = ("[AutogradeApp | INFO] Autograding A1\n"
+              "[AutogradeApp | ERROR] There was an error processing assignment: /x/A1\n"
+              "Traceback (most recent call last):\n  File \"x.py\", line 3, in run\n    go()\n"
+              "sqlite3.OperationalError: database is locked\n"
+              "[AutogradeApp | ERROR] Please see the error log (see the above traceback) for details\n")
+    message = _nbgrader_error(subprocess.CompletedProcess(["nbgrader"], 1, "", stderr))
+    assert message == ("There was an error processing assignment: /x/A1; "
+                       "sqlite3.OperationalError: database is locked")
+    assert _nbgrader_error(subprocess.CompletedProcess(["nbgrader"], 3, "", "")) == "exit code 3"

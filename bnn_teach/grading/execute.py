@@ -30,7 +30,7 @@ from nbclient.exceptions import DeadKernelError
 from nbclient.util import run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Float
+from traitlets import Bool, Float
 
 __all__ = ["GuardedExecute", "ONE_THREAD", "LOG_ENV", "cell_label", "error_output"]
 
@@ -86,6 +86,7 @@ class GuardedExecute(Execute):
     interrupt_grace = Float(15.0, help="seconds an interrupted kernel has to answer before it is stopped").tag(
         config=True)
     poll_interval = Float(0.2, help="seconds between two looks at the kernel's CPU time").tag(config=True)
+    sandbox = Bool(False, help="run the kernel in bnn_teach.grading.sandbox's sandbox (bubblewrap)").tag(config=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -104,6 +105,23 @@ class GuardedExecute(Execute):
             return super().preprocess(nb, resources, km)
         finally:
             self._write_log()
+
+    def create_kernel_manager(self):
+        """nbclient's kernel manager, or, with ``sandbox``, one whose kernel runs in the sandbox with this
+        notebook's folder as its only writable place."""
+        if not self.sandbox:
+            return super().create_kernel_manager()
+        from bnn_teach.grading.sandbox import SandboxedKernelManager, unavailable
+
+        reason = unavailable()
+        if reason is not None:
+            raise RuntimeError(reason)
+        self.kernel_manager_class = SandboxedKernelManager
+        km = super().create_kernel_manager()
+        km.workdir = (self.resources or {}).get("metadata", {}).get("path") or os.getcwd()
+        km.passed_env = {**ONE_THREAD, **{key: os.environ[key] for key in ("BNN_TEACH_DATA", "BNN_TEACH_CACHE")
+                                          if key in os.environ}}
+        return km
 
     def reset_execution_trackers(self) -> None:
         """Called by ``preprocess`` right after it re-reads the config: slow IOPub output on a loaded machine

@@ -8,7 +8,7 @@ holds the working directory (or ``--root``). nbgrader's sources are ``solutions/
 Grading an honest student can rely on:
 
 - **Load does not change a grade.** Graded kernels run torch and BLAS on one thread and each cell is
-  limited in CPU seconds (and, as a backstop, wall seconds): see :mod:`bnn_teach.grading_execute`.
+  limited in CPU seconds (and, as a backstop, wall seconds): see :mod:`bnn_teach.grading.execute`.
 - **A failure costs only what it touches.** A cell past its limit scores 0 and the notebook goes on; when
   the kernel dies or stops answering, the cells after it are not run (0), the cells before keep their points.
 - **Failures are visible.** Each submission gets a status and its problems, one line each, kept in
@@ -111,7 +111,7 @@ def _nbgrader(args: list[str], root: Path, timeout: float | None = None,
               env: dict | None = None) -> subprocess.CompletedProcess:
     """``nbgrader ARGS`` in ``root/course`` with the course config pointed at ``root``; the interpreter's
     ``bin`` goes first on PATH (nbgrader calls ``alembic`` through the shell); torch and BLAS on one thread."""
-    from bnn_teach.grading_execute import ONE_THREAD
+    from bnn_teach.grading.execute import ONE_THREAD
 
     env = {**os.environ, **ONE_THREAD, **(env or {}), "BNN_TEACH_COURSE_ROOT": str(root),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
@@ -135,7 +135,10 @@ def _nbgrader_error(done: subprocess.CompletedProcess) -> str:
             if tail:
                 found.append(tail)
     found = list(dict.fromkeys(found))  # in order, once each
-    return "; ".join(found[-3:]) if found else (lines[-1].strip() if lines else f"exit code {done.returncode}")
+    if found:
+        return "; ".join(found[-3:])
+    words = [line.strip() for line in lines if line.strip()]
+    return words[-1] if words else f"exit code {done.returncode}"
 
 
 def _db_url(root: Path) -> str:
@@ -354,7 +357,7 @@ def _events(log: list[dict]) -> tuple[list[str], list[str]]:
 
 
 def _grade_one(root: Path, assignment: str, student: str, submission: Path, work: Path, timeout: float,
-               gradebook: Path) -> GradeResult:
+               gradebook: Path, sandbox: bool = True) -> GradeResult:
     """Autograde ``submission`` (a folder holding the student's notebook) in the private course ``work``,
     starting from the gradebook copy ``gradebook`` (which holds no earlier grade of this student)."""
     import json
@@ -362,7 +365,7 @@ def _grade_one(root: Path, assignment: str, student: str, submission: Path, work
 
     from nbgrader.api import Gradebook, MissingEntry
 
-    from bnn_teach.grading_execute import LOG_ENV
+    from bnn_teach.grading.execute import LOG_ENV
 
     result = GradeResult(student, assignment)
     (work / "course").mkdir(parents=True)
@@ -373,8 +376,8 @@ def _grade_one(root: Path, assignment: str, student: str, submission: Path, work
     start = time.perf_counter()
     graded = False
     try:
-        done = _nbgrader(["autograde", assignment, "--student", student, "--force"], work, timeout=timeout,
-                         env={LOG_ENV: str(log_path)})
+        done = _nbgrader(["autograde", assignment, "--student", student, "--force",
+                          f"--GuardedExecute.sandbox={sandbox}"], work, timeout=timeout, env={LOG_ENV: str(log_path)})
         graded = done.returncode == 0
         if not graded:
             result.problems.append(f"nbgrader could not grade it: {_nbgrader_error(done)}")
@@ -455,18 +458,22 @@ def _require_assignment(root: Path, assignment: str) -> None:
 
 
 def autograde(assignment: str, students=None, root=None, timeout: float = 3600, progress: bool = True,
-              jobs: int | None = None) -> list[GradeResult]:
+              jobs: int | None = None, sandbox: bool | None = None) -> list[GradeResult]:
     """Autograde ``course/submitted/<student>/<assignment>/`` for each student (default: all who
     submitted), each in isolation, ``jobs`` at a time (default: the CPU cores), and merge each one's scores
     into ``course/gradebook.db`` under its lock. Each result has a status (``ok``, ``timed out in cell X``,
     ``kernel died in cell X``, ``test cells edited``, ``wrong assignment``, ``grader failed``) and its
     problems, one line each; both are kept in ``course/grading_log/<assignment>/<student>.json``.
     ``timeout``: seconds for one whole submission (a backstop: each cell has its own CPU and wall limits,
-    ``GuardedExecute`` in ``course/nbgrader_config.py``)."""
+    ``GuardedExecute`` in ``course/nbgrader_config.py``). ``sandbox``: run each kernel in the sandbox of
+    :mod:`bnn_teach.grading.sandbox` (default: when one can be made here; without one, every result's
+    status says ``unsandboxed`` and a problem line says why)."""
     import json
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
+
+    from bnn_teach.grading.sandbox import unavailable
 
     root = course_root(root)
     _require_assignment(root, assignment)
@@ -480,6 +487,9 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
         raise FileNotFoundError(f"{', '.join(missing)} has not submitted {assignment} "
                                 f"({submitted / missing[0] / assignment})")
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(students)))
+    no_sandbox = unavailable() if sandbox is not False else "graded without a sandbox, as asked"
+    if sandbox and no_sandbox:
+        raise RuntimeError(no_sandbox)
     guard = GradebookGuard(root)
     # every submission (of every assignment) as it is before anyone's code runs: what a submission's code
     # changes there is put back; new files are removed only inside these folders (a collect may add others)
@@ -506,7 +516,11 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
                 else:
                     structure = [f"no {assignment}.ipynb in the submission (the file name must stay "
                                  f"{assignment}.ipynb)"]
-                result = _grade_one(root, assignment, student, folder, tmp / "work" / student, timeout, start_db)
+                result = _grade_one(root, assignment, student, folder, tmp / "work" / student, timeout, start_db,
+                                    sandbox=no_sandbox is None)
+                if no_sandbox:
+                    result.status += "; unsandboxed"
+                    result.problems.append(f"unsandboxed: {no_sandbox}")
                 result.problems[:0] = structure  # edited or deleted test cells: nbgrader graded the originals
                 if not notebook.exists():
                     result.status = "wrong assignment"
@@ -774,7 +788,7 @@ def _compare_with_release(path: Path, root: Path):
 def _unfinished(submitted, released) -> list[str]:
     """Answers not written yet (the release's stub still there) and answer cells moved below a test that
     follows them in the release, one line each."""
-    from bnn_teach.grading_execute import cell_label
+    from bnn_teach.grading.execute import cell_label
 
     problems = []
     for number, cell in enumerate(submitted.cells):
@@ -835,10 +849,11 @@ def _course_config(root: Path):
 
 
 def _run_problems(notebook, folder: Path, root: Path, timeout: float | None) -> list[str]:
-    from bnn_teach.grading_execute import GuardedExecute, cell_label
+    from bnn_teach.grading.execute import GuardedExecute, cell_label
 
     executor = GuardedExecute(config=_course_config(root), kernel_name="python3",
                               extra_arguments=["--IPKernelApp.log_level=ERROR"])
+    executor.sandbox = False  # the student's own code on the student's own machine
     if timeout is not None:
         executor.wall_limit = float(timeout)
     saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
