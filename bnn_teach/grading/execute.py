@@ -188,6 +188,14 @@ class GuardedExecute(Execute):
             cell = await super().async_execute_cell(cell, cell_index, execution_count, store_history)
         except DeadKernelError:
             stopped = record.get("event") == "kernel stopped answering"
+            if not stopped and self._last is not None and self._last[1] > 0:
+                # the previous cell's sys.exit ended the kernel, slowly: blame it, this cell did not run
+                self._lost = (self._last[0], "exited")
+                self.cell_log[-1].update(event="kernel died", detail="it exited after the cell answered")
+                cell.outputs = [error_output("NotRun", f"not run: the kernel exited in {self._last[0]}")]
+                record.update(event="not run", cpu=0.0, wall=0.0)
+                self._last = None
+                return cell
             what = "stopped answering and was stopped" if stopped else "died"
             self._lost = (label, "stopped answering" if stopped else "died")
             record.setdefault("event", "kernel died")
