@@ -3,7 +3,6 @@ can read the instructor's files, change another grade or file, leave a startup f
 stop the grading of the students after it. (Verdicts that a submission's own code could still sway from
 inside its kernel, such as swallowed asserts, are the next step of the grader and not claimed here.)"""
 import hashlib
-import json
 import time
 from pathlib import Path
 
@@ -63,10 +62,16 @@ def test_hostile_submissions_in_the_sandbox_leave_everyone_else_intact(tmp_path)
     results = {r.student: r for r in grading.autograde(NAME, students=order, root=root, progress=False, jobs=1)}
 
     assert results["zoe"].score == 24 and results["alice"].score == 24, "honest students after them: full marks"
-    assert all(digest(p) == d for p, d in guarded.items()), "no instructor's or classmate's file changed"
+    gradebook = root / "course" / "gradebook.db"  # changed by the grader itself: its grades are checked below
+    changed = [str(p) for p, d in guarded.items() if p != gradebook and digest(p) != d]
+    assert not changed, f"no instructor's or classmate's file changed: {changed}"
+    written = nbformat.read(root / "course" / "autograded" / "writer" / NAME / f"{NAME}.ipynb", as_version=4)
+    printed = "".join(o.get("text", "") for c in written.cells if c.cell_type == "code" for o in c.outputs)
+    assert "wrote" not in printed, f"a write outside its folder succeeded: {printed}"
     assert all("restored" not in " ".join(r.problems) for r in results.values()), "nothing had to be put back"
     graded = root / "course" / "autograded" / "reader" / NAME / f"{NAME}.ipynb"
-    text = json.dumps(nbformat.read(graded, as_version=4).cells)
+    text = "".join(o.get("text", "") for c in nbformat.read(graded, as_version=4).cells if c.cell_type == "code"
+                   for o in c.outputs)
     assert "BEGIN SOLUTION" not in text and text.count("absent") == 2, "the solutions were not there to read"
     assert not (Path.home() / ".ipython/profile_default/startup/00-all-pass.py").exists()
     time.sleep(1)
