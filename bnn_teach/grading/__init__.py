@@ -849,15 +849,14 @@ def _course_config(root: Path):
 
 
 def _run_problems(notebook, folder: Path, root: Path, timeout: float | None) -> list[str]:
-    from bnn_teach.grading.execute import GuardedExecute, cell_label
+    from bnn_teach.grading.execute import ONE_THREAD, GuardedExecute, cell_label
 
     executor = GuardedExecute(config=_course_config(root), kernel_name="python3",
                               extra_arguments=["--IPKernelApp.log_level=ERROR"])
     executor.sandbox = False  # the student's own code on the student's own machine
     if timeout is not None:
         executor.wall_limit = float(timeout)
-    saved = {key: os.environ.get(key) for key in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS",
-                                                  "NUMEXPR_NUM_THREADS", "VECLIB_MAXIMUM_THREADS", "BNN_TEACH_FAST")}
+    saved = {key: os.environ.get(key) for key in ONE_THREAD}
     try:
         executor.preprocess(notebook, {"metadata": {"path": str(folder)}})
     except Exception as err:  # noqa: BLE001 - a kernel that cannot start is reported, not raised

@@ -22,12 +22,13 @@ file in ``BNN_TEACH_GRADING_LOG``, written there as JSON for ``bnn_teach.grading
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import time
 
 from nbclient.exceptions import DeadKernelError
-from nbclient.util import run_sync
+from nbclient.util import ensure_async, run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
 from traitlets import Bool, Float
@@ -59,23 +60,12 @@ def _cpu_seconds(process) -> float:
         times = process.cpu_times()
         total = times.user + times.system + times.children_user + times.children_system
         for child in process.children(recursive=True):
-            with _quiet(psutil.Error):
+            with contextlib.suppress(psutil.Error):
                 child_times = child.cpu_times()
                 total += child_times.user + child_times.system
         return total
     except psutil.Error:
         return 0.0
-
-
-class _quiet:
-    def __init__(self, *errors):
-        self.errors = errors
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, kind, value, traceback):
-        return kind is not None and issubclass(kind, self.errors)
 
 
 class GuardedExecute(Execute):
@@ -161,10 +151,10 @@ class GuardedExecute(Execute):
                 break
         record["event"] = "cpu limit" if cpu > self.cpu_limit else "wall limit"
         record["cpu"], record["wall"] = round(cpu, 2), round(wall, 2)
-        await _maybe_await(self.km.interrupt_kernel())
+        await ensure_async(self.km.interrupt_kernel())
         await asyncio.sleep(self.interrupt_grace)
         record["event"] = "kernel stopped answering"  # still here: the interrupt did not end the cell
-        await _maybe_await(self.km.shutdown_kernel(now=True))
+        await ensure_async(self.km.shutdown_kernel(now=True))
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
         label = cell_label(cell, cell_index)
@@ -227,7 +217,7 @@ class GuardedExecute(Execute):
         """Whether the kernel process still runs (looking for ``wait`` seconds, for one that is exiting)."""
         deadline = time.monotonic() + wait
         while True:
-            if not await _maybe_await(self.km.is_alive()):
+            if not await ensure_async(self.km.is_alive()):
                 return False
             if time.monotonic() >= deadline:
                 return True
@@ -245,8 +235,3 @@ class GuardedExecute(Execute):
             await asyncio.sleep(0.1)
         return None
 
-
-async def _maybe_await(value):
-    if asyncio.iscoroutine(value) or isinstance(value, asyncio.Future):
-        return await value
-    return value
