@@ -75,15 +75,17 @@ def page_text(path):
     return squash(html.unescape(re.sub(r"<[^>]+>", "", Path(path).read_text(errors="replace"))))
 
 
-def hidden_only_lines(root, name):
-    """The code lines of the hidden tests that appear nowhere else in the assignment (not in the release, not
-    in a solution a student could write), long enough to mean something, space-squashed."""
-    pattern = r"### BEGIN HIDDEN TESTS\n(.*?)### END HIDDEN TESTS"
-    source = (root / "solutions" / name / f"{name}.py").read_text()
-    regions = re.findall(pattern, source, flags=re.S)
-    visible = {squash(line) for line in re.sub(pattern, "", source, flags=re.S).splitlines()}
-    lines = {squash(line) for region in regions for line in region.splitlines()}
-    return sorted(line for line in lines if len(line) >= 15 and line not in visible and not line.startswith("#"))
+def probe_lines(root, name):
+    """The code lines of the grader's probes (solutions/<name>/verdicts.py) that appear nowhere in the
+    release or the solution, long enough to mean something, space-squashed: what feedback must never show."""
+    from bnn_teach.grading import verdicts
+
+    spec = verdicts.load(name, root)
+    release = "\n".join(c.source for c in nbformat.read(root / "assignments" / name / f"{name}.ipynb",
+                                                         as_version=4).cells)
+    release += (root / "solutions" / name / f"{name}.py").read_text()  # what a student could write
+    lines = {squash(line) for v in spec.verdicts.values() for line in v.probe.splitlines()}
+    return sorted(line for line in lines if len(line) >= 15 and line not in squash(release))
 
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)
@@ -121,15 +123,15 @@ def test_solution_full_blank_zero_and_each_mistake_loses_its_cells(tmp_path, nam
         assert lost == loses, f"{mistake}: lost {sorted(lost)}, expected {sorted(loses)}"
 
     grading.feedback(name, root=root)
-    secret = hidden_only_lines(root, name)
-    assert secret, "the assignment has hidden tests"
+    secret = probe_lines(root, name)
+    assert secret, "the assignment's verdicts have probes"
     pages = sorted((root / "course" / "feedback").glob(f"*/{name}/*"))
     assert len(pages) >= len(results), "every graded submission has its feedback"
     for page in pages:
         text = page_text(page)
         leaked = [line for line in secret if line in text]
         assert not leaked, f"{page.relative_to(root)} shows hidden-test code: {leaked[:3]}"
-    assert "hidden tests: not shown" in page_text(root / "course" / "feedback" / "solution" / name / f"{name}.html")
+    assert "Grader's check:" in page_text(root / "course" / "feedback" / "solution" / name / f"{name}.html")
 
     rows = {(r["student"], r["assignment"]): r for r in grading.scores(root)}
     assert rows[("solution", name)]["score"] == full.max_score

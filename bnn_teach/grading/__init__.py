@@ -287,6 +287,7 @@ class GradeResult:
     problems: list = field(default_factory=list)
     status: str = "ok"
     timings: list = field(default_factory=list)
+    verdicts: dict = field(default_factory=dict)
     seconds: float = 0.0
 
     @property
@@ -300,7 +301,8 @@ class GradeResult:
     def to_dict(self) -> dict:
         return {"student": self.student, "assignment": self.assignment, "status": self.status,
                 "score": self.score, "max_score": self.max_score, "problems": self.problems,
-                "cells": {k: list(v) for k, v in self.cells.items()}, "timings": self.timings,
+                "cells": {k: list(v) for k, v in self.cells.items()}, "verdicts": self.verdicts,
+                "timings": self.timings,
                 "seconds": round(self.seconds, 2)}
 
 
@@ -357,14 +359,18 @@ def _events(log: list[dict]) -> tuple[list[str], list[str]]:
 
 
 def _grade_one(root: Path, assignment: str, student: str, submission: Path, work: Path, timeout: float,
-               gradebook: Path, sandbox: bool = True) -> GradeResult:
+               gradebook: Path, prepared, library: Path, sandbox: bool = True) -> GradeResult:
     """Autograde ``submission`` (a folder holding the student's notebook) in the private course ``work``,
-    starting from the gradebook copy ``gradebook`` (which holds no earlier grade of this student)."""
+    starting from the gradebook copy ``gradebook`` (which holds no earlier grade of this student): nbgrader
+    runs the notebook (in the sandbox, with the grading build ``library`` of bnn_teach and each verdict's
+    probe after its test cell); the scores are the verdicts of ``prepared``, judged here."""
     import json
     import time
 
-    from nbgrader.api import Gradebook, MissingEntry
+    import nbformat
+    from nbgrader.api import Gradebook
 
+    from bnn_teach.grading import verdicts
     from bnn_teach.grading.execute import LOG_ENV
 
     result = GradeResult(student, assignment)
@@ -373,11 +379,15 @@ def _grade_one(root: Path, assignment: str, student: str, submission: Path, work
     shutil.copy2(gradebook, work / "course" / "gradebook.db")
     shutil.copytree(submission, work / "course" / "submitted" / student / assignment)
     log_path = work / "cells.json"
+    checks = work / "verdicts"
+    checks.mkdir()
+    (checks / "probes.json").write_text(json.dumps(prepared.probes))
     start = time.perf_counter()
     graded = False
     try:
         done = _nbgrader(["autograde", assignment, "--student", student, "--force",
-                          f"--GuardedExecute.sandbox={sandbox}"], work, timeout=timeout, env={LOG_ENV: str(log_path)})
+                          f"--GuardedExecute.sandbox={sandbox}", f"--GuardedExecute.verdict_dir={checks}",
+                          f"--GuardedExecute.library={library}"], work, timeout=timeout, env={LOG_ENV: str(log_path)})
         graded = done.returncode == 0
         if not graded:
             result.problems.append(f"nbgrader could not grade it: {_nbgrader_error(done)}")
@@ -392,20 +402,49 @@ def _grade_one(root: Path, assignment: str, student: str, submission: Path, work
         result.problems += problems
         if status and result.status == "ok":
             result.status = "; ".join(status)
+    observed = json.loads((checks / "observed.json").read_text()) if graded and (checks / "observed.json").exists() else {}
+    notebook_path = submission / f"{assignment}.ipynb"
+    code = verdicts.student_code(nbformat.read(notebook_path, as_version=4)) if notebook_path.exists() else ""
     with Gradebook(_db_url(work)) as gb:
         for notebook in gb.find_assignment(assignment).notebooks:
             for cell in notebook.grade_cells:
-                score = 0.0
-                if graded:  # never a score left from an earlier run beside a failure
-                    with contextlib.suppress(MissingEntry):
-                        score = gb.find_grade(cell.name, notebook.name, assignment, student).score or 0.0
-                result.cells[cell.name] = (float(score), float(cell.max_score))
+                maximum = float(cell.max_score)
+                if cell.name not in prepared.spec.verdicts:
+                    passed, message = False, "the grader has no verdict for this cell: tell the instructor"
+                    result.problems.append(f"{cell.name}: no verdict in solutions/{assignment}/verdicts.py")
+                elif not graded:  # never a score beside a failure of the grader
+                    passed, message = False, "not graded: see the problems above"
+                else:
+                    passed, message = verdicts.judge(prepared, cell.name, observed.get(cell.name))
+                    shortcuts = verdicts.forbidden_uses(prepared.spec.verdicts[cell.name], code)
+                    if passed and shortcuts:
+                        passed, message = False, (f"uses {', '.join(shortcuts)}, which this task asks you to "
+                                                   "write yourself")
+                result.cells[cell.name] = (maximum if passed else 0.0, maximum)
+                result.verdicts[cell.name] = message
     graded_folder = work / "course" / "autograded" / student / assignment
     target = root / "course" / "autograded" / student / assignment
     shutil.rmtree(target, ignore_errors=True)
     if graded_folder.exists():
+        for path in graded_folder.glob("*.ipynb"):
+            _show_verdicts(path, result)
         shutil.copytree(graded_folder, target)
     return result
+
+
+def _show_verdicts(path: Path, result: GradeResult) -> None:
+    """Each test cell of the autograded notebook ``path`` gets one more output: the grader's verdict."""
+    import nbformat
+
+    notebook = nbformat.read(path, as_version=4)
+    for cell in notebook.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if cell.cell_type == "code" and grade_id in result.cells:
+            score, maximum = result.cells[grade_id]
+            verdict = "passed" if score == maximum else result.verdicts.get(grade_id, "failed")
+            cell.setdefault("outputs", []).append(nbformat.v4.new_output(
+                "stream", name="stdout", text=f"Grader's check: {score:g} / {maximum:g} points. {verdict}\n"))
+    nbformat.write(notebook, path)
 
 
 def _without_student(gradebook: Path, assignment: str, student: str) -> None:
@@ -473,6 +512,7 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
 
     from tqdm.auto import tqdm
 
+    from bnn_teach.grading import verdicts
     from bnn_teach.grading.sandbox import unavailable
 
     root = course_root(root)
@@ -495,8 +535,13 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
     # changes there is put back; new files are removed only inside these folders (a collect may add others)
     folders = sorted(p for p in submitted.glob("*/*") if p.is_dir())
     results = {}
+    spec = verdicts.load(assignment, root)
     with tempfile.TemporaryDirectory(prefix="bnn-teach-grade-") as tmp:
         tmp = Path(tmp)
+        # the references, inputs and probes, and the library without the functions the students rebuild,
+        # all made here before any student's code runs
+        prepared = verdicts.prepare(spec)
+        library = verdicts.grading_build(spec.absent, tmp / "library")
         snapshot = tmp / "snapshot"
         for folder in folders:
             shutil.copytree(folder, snapshot / folder.relative_to(submitted))
@@ -517,7 +562,7 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
                     structure = [f"no {assignment}.ipynb in the submission (the file name must stay "
                                  f"{assignment}.ipynb)"]
                 result = _grade_one(root, assignment, student, folder, tmp / "work" / student, timeout, start_db,
-                                    sandbox=no_sandbox is None)
+                                    prepared, library, sandbox=no_sandbox is None)
                 if no_sandbox:
                     result.status += "; unsandboxed"
                     result.problems.append(f"unsandboxed: {no_sandbox}")

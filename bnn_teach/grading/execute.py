@@ -26,12 +26,14 @@ import contextlib
 import json
 import os
 import time
+from pathlib import Path
 
+import nbformat
 from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Float
+from traitlets import Bool, Float, Unicode
 
 __all__ = ["GuardedExecute", "ONE_THREAD", "LOG_ENV", "cell_label", "error_output"]
 
@@ -77,6 +79,11 @@ class GuardedExecute(Execute):
         config=True)
     poll_interval = Float(0.2, help="seconds between two looks at the kernel's CPU time").tag(config=True)
     sandbox = Bool(False, help="run the kernel in bnn_teach.grading.sandbox's sandbox (bubblewrap)").tag(config=True)
+    verdict_dir = Unicode("", help="a folder holding probes.json ({grade_id: code}): each probe runs right after "
+                                   "its test cell, and what it sends back is written to observed.json there "
+                                   "(bnn_teach.grading.verdicts)").tag(config=True)
+    library = Unicode("", help="a grading build of the bnn_teach package the kernel imports in place of the real "
+                               "one (bnn_teach.grading.verdicts.grading_build)").tag(config=True)
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -89,18 +96,28 @@ class GuardedExecute(Execute):
     def preprocess(self, nb, resources=None, km=None):
         os.environ.update(ONE_THREAD)  # the kernel inherits this process's environment
         self.cell_log = []
+        self._probes = {}
+        self.observed: dict[str, dict] = {}
+        if self.verdict_dir:
+            self._probes = json.loads((Path(self.verdict_dir) / "probes.json").read_text())
         self._lost = None  # (cell label, what happened) once the kernel is gone
         self._last = None  # (the last code cell run, seconds to watch for its kernel exiting)
         try:
             return super().preprocess(nb, resources, km)
         finally:
             self._write_log()
+            if self.verdict_dir:
+                (Path(self.verdict_dir) / "observed.json").write_text(json.dumps(self.observed))
 
     def create_kernel_manager(self):
         """nbclient's kernel manager, or, with ``sandbox``, one whose kernel runs in the sandbox with this
         notebook's folder as its only writable place."""
         if not self.sandbox:
-            return super().create_kernel_manager()
+            km = super().create_kernel_manager()
+            if self.library:  # unsandboxed: the grading build first on the kernel's path (no protection)
+                os.environ["PYTHONPATH"] = os.pathsep.join(
+                    [str(Path(self.library).parent), *filter(None, [os.environ.get("PYTHONPATH")])])
+            return km
         from bnn_teach.grading.sandbox import SandboxedKernelManager, unavailable
 
         reason = unavailable()
@@ -108,6 +125,7 @@ class GuardedExecute(Execute):
             raise RuntimeError(reason)
         self.kernel_manager_class = SandboxedKernelManager
         km = super().create_kernel_manager()
+        km.library = self.library or None
         km.workdir = (self.resources or {}).get("metadata", {}).get("path") or os.getcwd()
         km.passed_env = {**ONE_THREAD, **{key: os.environ[key] for key in ("BNN_TEACH_DATA", "BNN_TEACH_CACHE")
                                           if key in os.environ}}
@@ -157,6 +175,28 @@ class GuardedExecute(Execute):
         await ensure_async(self.km.shutdown_kernel(now=True))
 
     async def async_execute_cell(self, cell, cell_index, execution_count=None, store_history=True):
+        """Run a cell under the limits; after a test cell with a verdict, run its probe (the grader's check,
+        not part of the notebook) in the same kernel and keep what it sends back."""
+        cell = await self._guarded(cell, cell_index, execution_count, store_history)
+        label = cell_label(cell, cell_index)
+        if label in self._probes:
+            event = self.cell_log[-1].get("event") if self.cell_log else None
+            if self._lost is not None or event is not None:
+                self.observed[label] = {"error": f"the test cell {label} did not run to its end ({event or 'not run'})"}
+            else:
+                probe = nbformat.v4.new_code_cell(self._probes[label])
+                probe.metadata["nbgrader"] = {"grade_id": f"{label} (grader's check)"}
+                probe = await self._guarded(probe, cell_index, None, False)
+                self.nb.cells[cell_index] = cell  # nbclient stores the cell it ran at that index
+                from bnn_teach.grading.verdicts import observed_result
+
+                data, error = observed_result(probe.outputs)
+                if self.cell_log and self.cell_log[-1].get("event"):
+                    data, error = None, f"the grader's check stopped: {self.cell_log[-1]['event']}"
+                self.observed[label] = {"data": data} if data is not None else {"error": error}
+        return cell
+
+    async def _guarded(self, cell, cell_index, execution_count=None, store_history=True):
         label = cell_label(cell, cell_index)
         if cell.cell_type != "code" or not cell.source.strip():
             return await super().async_execute_cell(cell, cell_index, execution_count, store_history)
@@ -169,7 +209,7 @@ class GuardedExecute(Execute):
             # the kernel ended after the previous cell had answered (``sys.exit`` ends ipykernel)
             self._lost = (self._last[0], "exited")
             self.cell_log[-1].update(event="kernel died", detail="it exited after the cell answered")
-            return await self.async_execute_cell(cell, cell_index, execution_count, store_history)
+            return await self._guarded(cell, cell_index, execution_count, store_history)
         process = self._kernel_process()
         record = {"cell": label}
         cpu0, wall0 = (_cpu_seconds(process) if process else 0.0), time.monotonic()

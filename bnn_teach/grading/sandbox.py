@@ -95,13 +95,20 @@ def _pids_cgroup(limit: int) -> Path | None:
     return None
 
 
-def bwrap_command(command: list[str], workdir: Path, shared: Path, env: dict) -> list[str]:
+def bwrap_command(command: list[str], workdir: Path, shared: Path, env: dict, library: Path | None = None) -> list[str]:
     """``command`` wrapped in bubblewrap: read-only system and Python, ``workdir`` and ``shared`` writable,
-    private /tmp and HOME, no network, its own PID namespace, the limits of :data:`LIMITS`."""
+    private /tmp and HOME, no network, its own PID namespace, the limits of :data:`LIMITS`. ``library``: a
+    grading build of the ``bnn_teach`` package, mounted where the real one is (which is then not there)."""
+    import bnn_teach
+
     home = "/tmp/home"
+    package = Path(bnn_teach.__file__).resolve().parent
     args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
     for path in _readable_paths():
-        args += ["--ro-bind", str(path), str(path)]
+        source = Path(library).resolve() if library is not None and path == package else path
+        args += ["--ro-bind", str(source), str(path)]
+    if library is not None and package not in _readable_paths():  # the package inside a bound folder
+        args += ["--ro-bind", str(Path(library).resolve()), str(package)]
     args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", home,
              "--bind", str(shared), str(shared), "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
     inside = {"HOME": home, "TMPDIR": "/tmp", "PATH": os.pathsep.join([str(Path(sys.executable).parent),
@@ -121,6 +128,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     writable) before starting it; the connection file and the IPC sockets live in a private folder."""
 
     workdir: Path | None = None
+    library: Path | None = None
     passed_env: dict = {}
 
     def __init__(self, *args, **kwargs):
@@ -136,7 +144,7 @@ class SandboxedKernelManager(AsyncKernelManager):
     def format_kernel_cmd(self, extra_arguments=None) -> list[str]:
         command = super().format_kernel_cmd(extra_arguments)
         workdir = Path(self.workdir or os.getcwd()).resolve()
-        return bwrap_command(command, workdir, self._shared, self.passed_env)
+        return bwrap_command(command, workdir, self._shared, self.passed_env, self.library)
 
     async def _async_launch_kernel(self, kernel_cmd, **kw):
         self._cgroup = _pids_cgroup(LIMITS["processes"])

@@ -8,9 +8,11 @@
 #
 # **How this is graded (24 points).** Each task says what to build, why, and how it is checked.
 # Replace every `raise NotImplementedError()` with your code. The cells that start with a docstring
-# are tests: the visible ones check shapes and sanity, hidden ones (added when grading) check the
-# numbers. While a test runs, the library function you are rebuilding (e.g. `bt.kl.normal_normal`)
-# is hidden, so your code must compute the answer itself. Tiers: **basic** (tasks 1–2),
+# are tests for you: they check shapes, sanity and typical mistakes as you work. The points are decided
+# by the grader: right after each test cell it calls your functions again on inputs of its own and checks
+# the numbers outside your notebook, so a test cell that passes is a good sign, not yet the grade. While
+# a test runs, and throughout grading, the library function you are rebuilding (e.g. `bt.kl.normal_normal`)
+# is not there, so your code must compute the answer itself. Tiers: **basic** (tasks 1–2),
 # **intermediate** (3–4), **advanced** (5). Before you hand in, run `bnn-teach grade check A1_reparam_kl.ipynb`
 # (or *Kernel → Restart and run all*) so that every cell runs top to bottom; a test cell that prints
 # a warning (to stderr) counts as failed, so fix what warns. On Colab: run it there,
@@ -74,12 +76,6 @@ assert w.shape == (4, 3), f"w should have the shape of mu, (4, 3), got {tuple(w.
 assert not torch.allclose(w, mu + torch.exp(rho) * eps), "sigma is softplus(rho) = log(1 + e^rho), not e^rho"
 assert not torch.allclose(w, mu + F.softplus(rho) ** 2 * eps), "softplus(rho) is a standard deviation, not a variance"
 assert torch.allclose(w, mu + torch.log1p(torch.exp(rho)) * eps), "w should be mu + sigma * eps"
-### BEGIN HIDDEN TESTS
-rho = torch.tensor([-30.0, 0.0, 30.0], dtype=torch.float64, requires_grad=True)
-sample_weights(torch.zeros(3, dtype=torch.float64), rho, torch.ones(3, dtype=torch.float64)).sum().backward()
-assert rho.grad is not None and torch.allclose(rho.grad, torch.sigmoid(rho.detach())), \
-    "the gradient of w with respect to rho should be sigmoid(rho) * eps: compute w with differentiable torch operations"
-### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "task2", "locked": true, "schema_version": 3, "solution": false}
 # ## Task 2 (basic, 5 points): the KL divergence between two Gaussians
@@ -130,14 +126,6 @@ assert abs(factor) < 0.01 or not torch.allclose(kl - reference, factor * log_rat
 assert (kl >= -1e-12).all(), "the KL is negative somewhere: check the sign of each term"
 assert not torch.allclose(kl, reversed_direction), \
     "this is KL(p || q): the expectation must be under q (the posterior), KL(q || p)"
-### BEGIN HIDDEN TESTS
-assert torch.allclose(kl, reference, rtol=1e-8, atol=1e-10), \
-    "the values differ from the reference: check the log term, the 1/(2 sigma_p^2) factor and the constant"
-kl_scalar_prior = kl_gaussian(mu_q, sigma_q, torch.tensor(0.0, dtype=torch.float64), torch.tensor(1.0, dtype=torch.float64))
-assert torch.allclose(kl_scalar_prior, torch.distributions.kl_divergence(
-    torch.distributions.Normal(mu_q, sigma_q), torch.distributions.Normal(0.0, 1.0)), rtol=1e-8), \
-    "a prior given as scalar tensors should broadcast against the posterior's tensors"
-### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "task3", "locked": true, "schema_version": 3, "solution": false}
 # ## Task 3 (intermediate, 4 points): the KL by Monte Carlo
@@ -177,15 +165,6 @@ assert estimate.shape == (3,), f"one estimate per weight: expected shape (3,), g
 assert (estimate > -0.05).all(), "the estimate is negative: it should average log q(w) - log p(w), in that order"
 assert torch.allclose(estimate, exact, atol=0.05), \
     "far from the closed form: draw w from q (mu_q + sigma_q * eps) and average log q(w) - log p(w) over the samples"
-### BEGIN HIDDEN TESTS
-mixture = bt.priors.ScaleMixturePrior(pi=0.5, sigma1=1.0, sigma2=math.exp(-6))
-with hidden("bnn_teach.kl.monte_carlo"):
-    estimate = kl_monte_carlo(mu_q, sigma_q, mixture.log_prob, 20_000, torch.Generator().manual_seed(4))
-g = torch.Generator().manual_seed(5)
-w = mu_q + sigma_q * torch.randn(400_000, 3, generator=g, dtype=torch.float64)
-reference = (torch.distributions.Normal(mu_q, sigma_q).log_prob(w) - mixture.log_prob(w)).mean(0)
-assert torch.allclose(estimate, reference, atol=0.05), "the scale-mixture KL is off: use log_prior on your samples"
-### END HIDDEN TESTS
 
 # %% [markdown] nbgrader={"grade": false, "grade_id": "task4", "locked": true, "schema_version": 3, "solution": false}
 # ## Task 4 (intermediate, 6 points): a Bayesian linear layer
@@ -326,17 +305,6 @@ with hidden("bnn_teach.objectives.elbo_loss"):
 assert not math.isclose(value, 600.3, rel_tol=1e-6), "the KL is summed over all weights: divide it by num_data"
 assert not math.isclose(value, 0.3 + 600 / 32, rel_tol=1e-6), "divide by the number of training points, not the batch size"
 assert math.isclose(value, 0.31, rel_tol=1e-6), f"expected 0.3 + 600 / 60000, got {value}"
-### BEGIN HIDDEN TESTS
-nll_in, kl_in = torch.tensor(1.25, requires_grad=True), torch.tensor(50.0, requires_grad=True)
-with hidden("bnn_teach.objectives.elbo_loss"):
-    loss = elbo_loss(nll_in, kl_in, 200)
-got = float(loss.detach()) if torch.is_tensor(loss) else loss
-assert torch.is_tensor(loss) and math.isclose(got, 1.5, rel_tol=1e-6), \
-    f"elbo_loss(1.25, 50, 200) gave {got}: compute the loss from the arguments, not from fixed numbers"
-loss.backward()
-assert kl_in.grad is not None and math.isclose(float(kl_in.grad), 1 / 200, rel_tol=1e-6), \
-    "the loss must be a differentiable function of nll and kl (torch operations on the arguments)"
-### END HIDDEN TESTS
 
 # %% nbgrader={"grade": true, "grade_id": "test_bbb_regression", "locked": true, "points": 4, "schema_version": 3, "solution": false}
 """train_bbb: a network of MyBayesLinear layers fits the 1-D data, and its spread is wider off the data than on it."""

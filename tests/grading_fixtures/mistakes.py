@@ -27,7 +27,9 @@ MISTAKES = {
                                  "return torch.log(sigma_p / sigma_q) + (sigma_q**2 + (mu_q - mu_p) ** 2) / "
                                  "(2 * sigma_p**2) - 0.5",
                                  "return bt.kl.normal_normal(mu_q, sigma_q, mu_p, sigma_p)",
-                                 {"test_kl_gaussian_basic", "test_kl_gaussian_values", "test_bayes_linear_kl"}),
+                                 # the library's KL is absent while a submission runs: the training fails too
+                                 {"test_kl_gaussian_basic", "test_kl_gaussian_values", "test_bayes_linear_kl",
+                                  "test_bbb_regression"}),
         "elbo_hard_coded": ("elbo_and_training", "return nll + kl / num_data", "return torch.tensor(0.31)",
                             {"test_elbo_loss", "test_bbb_regression"}),
         "elbo_hard_coded_num_data": ("elbo_and_training", "return nll + kl / num_data", "return nll + kl / 60_000",
