@@ -402,7 +402,8 @@ def _grade_one(root: Path, assignment: str, student: str, submission: Path, work
         result.problems += problems
         if status and result.status == "ok":
             result.status = "; ".join(status)
-    observed = json.loads((checks / "observed.json").read_text()) if graded and (checks / "observed.json").exists() else {}
+    observed_path = checks / "observed.json"
+    observed = json.loads(observed_path.read_text()) if graded and observed_path.exists() else {}
     notebook_path = submission / f"{assignment}.ipynb"
     code = verdicts.student_code(nbformat.read(notebook_path, as_version=4)) if notebook_path.exists() else ""
     with Gradebook(_db_url(work)) as gb:

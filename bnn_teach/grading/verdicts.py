@@ -36,9 +36,9 @@ import io
 import re
 import shutil
 import zlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 __all__ = ["Verdict", "Failed", "check", "close", "load", "prepare", "probe_source", "decode", "judge",
            "forbidden_uses", "grading_build", "MARK"]
