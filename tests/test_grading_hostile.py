@@ -1,7 +1,8 @@
-"""Dishonest submissions graded beside an honest student, in the sandbox (bnn_teach/grading/sandbox.py): none
+"""Dishonest submissions graded beside honest students, in the sandbox (bnn_teach/grading/sandbox.py): none
 can read the instructor's files, change another grade or file, leave a startup file or a process behind, or
-stop the grading of the students after it. (Verdicts that a submission's own code could still sway from
-inside its kernel, such as swallowed asserts, are the next step of the grader and not claimed here.)"""
+stop the grading of the students after it; none gains a point by silencing or forging the asserts in its own
+kernel (verdicts are reached outside it, bnn_teach/grading/verdicts.py) or by reaching the library's reference
+(absent from the grading build, or flagged)."""
 import hashlib
 import time
 from pathlib import Path
@@ -81,3 +82,88 @@ def test_hostile_submissions_in_the_sandbox_leave_everyone_else_intact(tmp_path)
         assert results[student].cells["test_sample_weights"][0] == 3, f"{student}: graded to the end of its cell"
     rows = {r["student"]: r["score"] for r in grading.scores(root)}
     assert rows["alice"] == rows["zoe"] == 24
+
+
+def blank_with(root, cells: dict):
+    """The blank release (every answer `raise NotImplementedError()`) with some answer cells replaced."""
+    notebook = nbformat.read(root / "assignments" / NAME / f"{NAME}.ipynb", as_version=4)
+    for cell in notebook.cells:
+        grade_id = cell.metadata.get("nbgrader", {}).get("grade_id")
+        if grade_id in cells:
+            cell.source = cells[grade_id]
+    return notebook
+
+
+#: One pasted cell that makes every visible assert pass or vanish; the answers stay unanswered or wrong.
+FORGERS = {
+    "transformer": ("get_ipython().input_transformers_post.append(\n"  # every later test cell becomes `pass`
+                    "    lambda lines: ['pass\\n'] if lines and lines[0].startswith('\"\"\"') else lines)\n"),
+    "swallower": ("def swallow(lines):\n"
+                  "    return ['try:\\n'] + ['    ' + l for l in lines] + ['\\n    pass\\nexcept BaseException:\\n    pass\\n']\n"
+                  "get_ipython().input_transformers_post.append(swallow)\n"),
+    "handler": "get_ipython().set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: None)\n",
+    "patcher": ("import math, numpy, torch\n"
+                "torch.allclose = lambda *a, **k: True\ntorch.equal = lambda *a, **k: False\n"
+                "torch.testing.assert_close = lambda *a, **k: None\nmath.isclose = lambda *a, **k: True\n"
+                "numpy.allclose = lambda *a, **k: True\ntorch.Tensor.all = lambda self, *a, **k: torch.tensor(True)\n"
+                "class Anything(float):\n    shape = (4, 3)\n"
+                "    def __getattr__(self, name):\n        return lambda *a, **k: self\n"
+                "    def __eq__(self, other):\n        return True\n"
+                "def sample_weights(mu, rho, eps):\n    return Anything()\n"),
+}
+#: Ways to keep or reach the library's reference while the task asks for one's own: each must score 0 there.
+KL = "def kl_gaussian(mu_q, sigma_q, mu_p, sigma_p{extra}):\n    {body}\n"
+REFERENCE_THIEVES = {
+    "default_argument": KL.format(extra=", _ref=bt.kl.normal_normal", body="return _ref(mu_q, sigma_q, mu_p, sigma_p)"),
+    "reload": "import importlib\n" + KL.format(
+        extra="", body="return importlib.reload(bt.kl).normal_normal(mu_q, sigma_q, mu_p, sigma_p)"),
+    "import_by_path": ("import importlib.util\nspec = importlib.util.spec_from_file_location('copy_of_kl', bt.kl.__file__)\n"
+                       "copy = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(copy)\n"
+                       + KL.format(extra="", body="return copy.normal_normal(mu_q, sigma_q, mu_p, sigma_p)")),
+    "gc_search": ("import gc\nfound = [f for f in gc.get_objects() if callable(f) and getattr(f, '__name__', '') == "
+                  "'normal_normal' and 'absent' not in str(getattr(f, '__code__', None) and f.__code__.co_consts)]\n"
+                  + KL.format(extra="", body="return found[0](mu_q, sigma_q, mu_p, sigma_p)")),
+    "code_object": ("import types\nkl_gaussian = types.FunctionType(bt.kl.normal_normal.__code__, "
+                    "bt.kl.normal_normal.__globals__)\nkl_gaussian.__kwdefaults__ = bt.kl.normal_normal.__kwdefaults__\n"),
+    "torch_private": KL.format(extra="", body="return torch.distributions.kl._kl_normal_normal("
+                                            "torch.distributions.Normal(mu_q, sigma_q), torch.distributions.Normal(mu_p, sigma_p))"),
+    "hidden_disarmed": ("import contextlib\nhidden = lambda *names: contextlib.nullcontext()\n"
+                        + KL.format(extra="", body="return bt.kl.normal_normal(mu_q, sigma_q, mu_p, sigma_p)")),
+}
+
+
+def test_forged_verdicts_score_nothing_and_honest_students_keep_theirs(tmp_path):
+    """Deleting or swallowing asserts, a custom exception handler and patched comparisons pass every visible
+    assert but no verdict (the grade is decided outside the kernel); every way around the reference finds it
+    absent or is flagged; the honest students graded among them keep full marks."""
+    root = make_course(tmp_path, [NAME])
+    grading.release(NAME, root=root)
+    for student, code in FORGERS.items():
+        submit(root, student, NAME, blank_with(root, {"sample_weights": code + "\nraise NotImplementedError()\n"
+                                                      if "def sample_weights" not in code else code}))
+    for student, code in REFERENCE_THIEVES.items():
+        notebook = solution_submission(root, NAME)
+        [cell] = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") == "kl_gaussian"]
+        cell.source = code
+        submit(root, student, NAME, notebook)
+    submit(root, "alice", NAME, solution_submission(root, NAME))
+    submit(root, "zoe", NAME, solution_submission(root, NAME))
+    order = ["alice", *FORGERS, *REFERENCE_THIEVES, "zoe"]
+    results = {r.student: r for r in grading.autograde(NAME, students=order, root=root, progress=False)}
+
+    assert results["alice"].score == results["zoe"].score == 24, (results["alice"].verdicts, results["zoe"].verdicts)
+    for student in FORGERS:
+        graded = nbformat.read(root / "course" / "autograded" / student / NAME / f"{NAME}.ipynb", as_version=4)
+        visible_errors = sum(o.get("output_type") == "error" for c in graded.cells
+                             if c.metadata.get("nbgrader", {}).get("grade") for o in c.get("outputs", []))
+        if student in ("transformer", "swallower"):  # the forgery worked inside the kernel: no visible test failed ...
+            assert visible_errors == 0, f"{student}: the forgery should have silenced the visible asserts"
+        assert results[student].score == 0, (student, results[student].cells)  # ... and it gained nothing
+    kl_cells = ("test_kl_gaussian_basic", "test_kl_gaussian_values", "test_bayes_linear_kl")
+    for student in REFERENCE_THIEVES:
+        result = results[student]
+        for cell in kl_cells:
+            assert result.cells[cell][0] == 0, (student, cell, result.verdicts[cell])
+        said = " ".join(result.verdicts[c] for c in kl_cells)
+        assert "absent" in said or "torch.distributions' KL" in said or "IndexError" in said, (student, said)
+        assert result.cells["test_sample_weights"] == (3.0, 3.0), f"{student}: its other answers keep their points"
