@@ -99,7 +99,8 @@ FORGERS = {
     "transformer": ("get_ipython().input_transformers_post.append(\n"  # every later test cell becomes `pass`
                     "    lambda lines: ['pass\\n'] if lines and lines[0].startswith('\"\"\"') else lines)\n"),
     "swallower": ("def swallow(lines):\n"
-                  "    return ['try:\\n'] + ['    ' + l for l in lines] + ['\\n    pass\\nexcept BaseException:\\n    pass\\n']\n"
+                  "    return (['try:\\n'] + ['    ' + l for l in lines]\n"
+                  "            + ['\\n    pass\\nexcept BaseException:\\n    pass\\n'])\n"
                   "get_ipython().input_transformers_post.append(swallow)\n"),
     "handler": "get_ipython().set_custom_exc((BaseException,), lambda shell, etype, value, tb, tb_offset=None: None)\n",
     "patcher": ("import math, numpy, torch\n"
@@ -117,16 +118,19 @@ REFERENCE_THIEVES = {
     "default_argument": KL.format(extra=", _ref=bt.kl.normal_normal", body="return _ref(mu_q, sigma_q, mu_p, sigma_p)"),
     "reload": "import importlib\n" + KL.format(
         extra="", body="return importlib.reload(bt.kl).normal_normal(mu_q, sigma_q, mu_p, sigma_p)"),
-    "import_by_path": ("import importlib.util\nspec = importlib.util.spec_from_file_location('copy_of_kl', bt.kl.__file__)\n"
+    "import_by_path": ("import importlib.util\n"
+                       "spec = importlib.util.spec_from_file_location('copy_of_kl', bt.kl.__file__)\n"
                        "copy = importlib.util.module_from_spec(spec)\nspec.loader.exec_module(copy)\n"
                        + KL.format(extra="", body="return copy.normal_normal(mu_q, sigma_q, mu_p, sigma_p)")),
     "gc_search": ("import gc\nfound = [f for f in gc.get_objects() if callable(f) and getattr(f, '__name__', '') == "
                   "'normal_normal' and 'absent' not in str(getattr(f, '__code__', None) and f.__code__.co_consts)]\n"
                   + KL.format(extra="", body="return found[0](mu_q, sigma_q, mu_p, sigma_p)")),
     "code_object": ("import types\nkl_gaussian = types.FunctionType(bt.kl.normal_normal.__code__, "
-                    "bt.kl.normal_normal.__globals__)\nkl_gaussian.__kwdefaults__ = bt.kl.normal_normal.__kwdefaults__\n"),
+                    "bt.kl.normal_normal.__globals__)\n"
+                    "kl_gaussian.__kwdefaults__ = bt.kl.normal_normal.__kwdefaults__\n"),
     "torch_private": KL.format(extra="", body="return torch.distributions.kl._kl_normal_normal("
-                                            "torch.distributions.Normal(mu_q, sigma_q), torch.distributions.Normal(mu_p, sigma_p))"),
+                                            "torch.distributions.Normal(mu_q, sigma_q), "
+                                            "torch.distributions.Normal(mu_p, sigma_p))"),
     "hidden_disarmed": ("import contextlib\nhidden = lambda *names: contextlib.nullcontext()\n"
                         + KL.format(extra="", body="return bt.kl.normal_normal(mu_q, sigma_q, mu_p, sigma_p)")),
 }
