@@ -436,3 +436,51 @@ def test_check_flags_stubs_a_moved_answer_and_names_a_cell_past_its_limit(tmp_pa
     [line] = [p for p in problems if "test_sample_weights" in p]
     assert line.startswith("cell test_sample_weights stopped at its CPU limit (5 s of CPU") or \
         line.startswith("cell test_sample_weights stopped at its CPU limit (6 s of CPU"), problems
+
+
+def test_a_terminated_autograde_leaves_no_file_process_or_grade(tmp_path):
+    """SIGTERM (a scheduler, `kill`) in the middle of grading: the command stops with status 130, its nbgrader and
+    sandboxed kernels end, every temporary file goes, and no half-done grade reaches the gradebook."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    def command(process):
+        try:
+            return process.cmdline()
+        except psutil.Error:
+            return []
+
+    name = "A1_reparam_kl"
+    root = make_course(tmp_path, [name])
+    grading.release(name, root=root)
+    for student in ("ann", "bob", "cid"):
+        submit(root, student, name, solution_submission(root, name))
+    scratch = tmp_path / "scratch"  # the grader's TMPDIR; its kernels' short-path folders are /tmp/bnnt-*
+    scratch.mkdir()
+    short = set(Path("/tmp").glob("bnnt-*"))
+    env = {**os.environ, "TMPDIR": str(scratch)}
+    grader = subprocess.Popen([sys.executable, "-m", "bnn_teach.cli", "grade", "autograde", name, "--jobs", "1"],
+                              cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    seen, deadline = [], time.monotonic() + 180
+    while time.monotonic() < deadline and grader.poll() is None:
+        seen = psutil.Process(grader.pid).children(recursive=True)
+        if any("ipykernel" in " ".join(command(p)) for p in seen):
+            break
+        time.sleep(0.2)
+    assert grader.poll() is None, f"the grader ended before a kernel started: {grader.communicate()}"
+    time.sleep(1)  # well inside the first submission
+    seen = psutil.Process(grader.pid).children(recursive=True)
+    grader.send_signal(signal.SIGTERM)
+    _, err = grader.communicate(timeout=120)
+    assert grader.returncode == 130, err
+    _, alive = psutil.wait_procs(seen, timeout=10)
+    assert not alive, f"left running: {[command(p) for p in alive]}"
+    left = list(scratch.iterdir()) + sorted(set(Path("/tmp").glob("bnnt-*")) - short)
+    assert not left, f"temporary files left: {left}"
+    rows = {r["student"]: r for r in grading.scores(root)}
+    assert all(rows[s]["status"] == "not run" and rows[s]["score"] is None for s in ("ann", "bob", "cid")), rows

@@ -115,8 +115,67 @@ def _nbgrader(args: list[str], root: Path, timeout: float | None = None,
 
     env = {**os.environ, **ONE_THREAD, **(env or {}), "BNN_TEACH_COURSE_ROOT": str(root),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    return subprocess.run([sys.executable, "-m", "nbgrader", *args], cwd=root / "course", env=env, text=True,
-                          capture_output=True, timeout=timeout)
+    command = [sys.executable, "-m", "nbgrader", *args]
+    with subprocess.Popen(command, cwd=root / "course", env=env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, start_new_session=True) as process:
+        _RUNNING.add(process)
+        try:
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _end_group(process)
+            process.communicate()
+            raise
+        finally:
+            _RUNNING.discard(process)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+
+
+_RUNNING: set = set()  # the nbgrader processes running now (each leads a process group)
+
+
+def _end_group(process, grace: float = 5.0) -> None:
+    """End ``process``'s whole process group (nbgrader, its kernels' sandboxes): SIGTERM, then SIGKILL."""
+    import signal
+    import time
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(process.pid, sig)
+        deadline = time.monotonic() + grace
+        while process.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if process.poll() is not None:
+            return
+
+
+@contextlib.contextmanager
+def _removed(folder: Path):
+    """Remove ``folder`` when the block ends, however it ends."""
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _terminate_as_interrupt():
+    """Within the block, SIGTERM (a job scheduler, ``kill``) ends the main thread as Ctrl-C does, so that
+    every ``finally`` runs: children ended, temporary files removed."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("terminated")
+
+    previous = signal.signal(signal.SIGTERM, interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _nbgrader_error(done: subprocess.CompletedProcess) -> str:
@@ -359,11 +418,12 @@ def _events(log: list[dict]) -> tuple[list[str], list[str]]:
 
 
 def _grade_one(root: Path, assignment: str, student: str, submission: Path, work: Path, timeout: float,
-               gradebook: Path, prepared, library: Path, sandbox: bool = True) -> GradeResult:
+               gradebook: Path, prepared, library: Path, scratch: Path, sandbox: bool = True) -> GradeResult:
     """Autograde ``submission`` (a folder holding the student's notebook) in the private course ``work``,
     starting from the gradebook copy ``gradebook`` (which holds no earlier grade of this student): nbgrader
     runs the notebook (in the sandbox, with the grading build ``library`` of bnn_teach and each verdict's
-    probe after its test cell); the scores are the verdicts of ``prepared``, judged here."""
+    probe after its test cell); the scores are the verdicts of ``prepared``, judged here. ``scratch``: a short
+    folder for nbgrader's and its kernels' temporary files (removed with the grader's own)."""
     import json
     import time
 
@@ -387,7 +447,8 @@ def _grade_one(root: Path, assignment: str, student: str, submission: Path, work
     try:
         done = _nbgrader(["autograde", assignment, "--student", student, "--force",
                           f"--GuardedExecute.sandbox={sandbox}", f"--GuardedExecute.verdict_dir={checks}",
-                          f"--GuardedExecute.library={library}"], work, timeout=timeout, env={LOG_ENV: str(log_path)})
+                          f"--GuardedExecute.library={library}"], work, timeout=timeout,
+                         env={LOG_ENV: str(log_path), "TMPDIR": str(scratch)})
         graded = done.returncode == 0
         if not graded:
             result.problems.append(f"nbgrader could not grade it: {_nbgrader_error(done)}")
@@ -509,6 +570,7 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
     :mod:`bnn_teach.grading.sandbox` (default: when one can be made here; without one, every result's
     status says ``unsandboxed`` and a problem line says why)."""
     import json
+    import threading
     from concurrent.futures import ThreadPoolExecutor
 
     from tqdm.auto import tqdm
@@ -537,7 +599,11 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
     folders = sorted(p for p in submitted.glob("*/*") if p.is_dir())
     results = {}
     spec = verdicts.load(assignment, root)
-    with tempfile.TemporaryDirectory(prefix="bnn-teach-grade-") as tmp:
+    stop = threading.Event()
+    # nbgrader's and its kernels' temporary files (their sockets need a short path), removed at the end
+    scratch = Path(tempfile.mkdtemp(prefix="bnnt-", dir="/tmp" if os.path.isdir("/tmp") else None))
+    with _terminate_as_interrupt(), tempfile.TemporaryDirectory(prefix="bnn-teach-grade-") as tmp, \
+            _removed(scratch):
         tmp = Path(tmp)
         # the references, inputs and probes, and the library without the functions the students rebuild,
         # all made here before any student's code runs
@@ -551,7 +617,9 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
             tampered_before = guard.begin()
             shutil.copy2(guard.path, tmp / "gradebook.db")  # the start of every private course
         try:
-            def grade(student: str) -> GradeResult:
+            def grade(student: str) -> GradeResult | None:
+                if stop.is_set():
+                    return None
                 folder = snapshot / student / assignment  # graded from the snapshot
                 notebook = folder / f"{assignment}.ipynb"
                 start_db = tmp / f"gradebook-{student}.db"
@@ -563,7 +631,9 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
                     structure = [f"no {assignment}.ipynb in the submission (the file name must stay "
                                  f"{assignment}.ipynb)"]
                 result = _grade_one(root, assignment, student, folder, tmp / "work" / student, timeout, start_db,
-                                    prepared, library, sandbox=no_sandbox is None)
+                                    prepared, library, scratch, sandbox=no_sandbox is None)
+                if stop.is_set():  # interrupted: what the grader was doing is not a grade
+                    return None
                 if no_sandbox:
                     result.status += "; unsandboxed"
                     result.problems.append(f"unsandboxed: {no_sandbox}")
@@ -587,11 +657,19 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
                 return result
 
             bar = tqdm(total=len(students), desc=f"autograde {assignment}", unit="student", disable=not progress)
-            with ThreadPoolExecutor(max_workers=jobs) as pool:
+            pool = ThreadPoolExecutor(max_workers=jobs)
+            try:
                 for result in pool.map(grade, students):
                     results[result.student] = result
                     bar.update()
-            bar.close()
+            except BaseException:  # Ctrl-C or SIGTERM: end every nbgrader and its kernels, merge nothing more
+                stop.set()
+                for process in list(_RUNNING):
+                    _end_group(process)
+                raise
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+                bar.close()
         finally:
             with guard.locked():
                 guard.end()
