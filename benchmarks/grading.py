@@ -8,6 +8,9 @@ nbgrader in a subprocess, kernels on one thread under GuardedExecute's limits):
     python benchmarks/grading.py class [-n 20]     a class of N correct submissions of one assignment with
                                                    --jobs (default: the cores); the rate, and 200 projected
                                                    (target: 200 within an hour on 2 cores)
+    python benchmarks/grading.py sandbox [-n 3]    what the sandbox and the verdicts cost one submission: the
+                                                   same submission graded with and without the sandbox, in
+                                                   turns, on one job; the probes' CPU beside the test cells'
 
 Each prints a table and exits 1 when its target is missed. Tests never time anything; this is where the
 numbers come from (benchmarks/README.md).
@@ -63,7 +66,7 @@ def cells(names) -> int:
             [result] = grading.autograde(name, root=root, progress=False, jobs=1)
             tests = test_cells(root / "assignments" / name / f"{name}.ipynb")
             for record in result.timings:
-                if record["cell"] in tests:
+                if record["cell"] in tests or record["cell"].endswith("(grader's check)"):
                     print(f"{name:<16} {record['cell']:<28} {record['cpu']:>7.2f} {record['wall']:>7.2f}")
                     worst = max(worst, (record["cpu"], f"{name} {record['cell']}"))
             cpu = sum(r["cpu"] for r in result.timings)
@@ -131,12 +134,48 @@ def a_class(name: str, size: int, jobs) -> int:
     return 0 if projected <= 3600 and full == size else 1
 
 
+def sandbox_cost(names, rounds: int) -> int:
+    """Median autograde wall seconds of one submission with and without the sandbox (alternating, one job),
+    and the kernel CPU seconds of the verdicts' probes against the notebook's own cells."""
+    from bnn_teach.grading.sandbox import unavailable
+
+    if unavailable():
+        print(unavailable())
+        return 1
+    print(f"{'assignment':<16} {'sandboxed s':>11} {'unsandboxed s':>13} {'ratio':>6} {'+ s':>6} "
+          f"{'probe CPU s':>11} {'cells CPU s':>11}  scores")
+    ok = True
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_course(Path(tmp), names)
+        for name in names:
+            submit(root, name, ["student"])
+            walls = {True: [], False: []}
+            probes = cells_cpu = 0.0
+            scores = set()
+            for turn in range(2 * rounds):
+                sandboxed = turn % 4 in (0, 3)  # ABBA: neither side always goes first
+                start = time.perf_counter()
+                [result] = grading.autograde(name, root=root, progress=False, jobs=1, sandbox=sandboxed)
+                walls[sandboxed].append(time.perf_counter() - start)
+                scores.add((result.score, result.max_score, sandboxed))
+                if sandboxed:
+                    probes += sum(r["cpu"] for r in result.timings if r["cell"].endswith("(grader's check)"))
+                    cells_cpu += sum(r["cpu"] for r in result.timings if not r["cell"].endswith("(grader's check)"))
+            on, off = sorted(walls[True])[rounds // 2], sorted(walls[False])[rounds // 2]
+            ok &= all(score == maximum for score, maximum, _ in scores)
+            print(f"{name:<16} {on:>11.1f} {off:>13.1f} {on / off:>6.2f} {on - off:>6.1f} {probes / rounds:>11.1f} "
+                  f"{cells_cpu / rounds:>11.1f}  {sorted({f'{s:g}/{m:g}' for s, m, _ in scores})}")
+    return 0 if ok else 1
+
+
 def main(argv=None) -> int:
     names = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["cells", "loaded", "class"], nargs="?", default="cells")
-    parser.add_argument("-n", type=int, default=20, help="class: submissions (default 20)")
-    parser.add_argument("--assignment", default="A1_reparam_kl", help="class: which assignment")
+    parser.add_argument("what", choices=["cells", "loaded", "class", "sandbox"], nargs="?", default="cells")
+    parser.add_argument("-n", type=int, default=None, help="class: submissions (default 20); sandbox: rounds "
+                                                           "(default 3)")
+    parser.add_argument("--assignment", default=None, help="class: which assignment (default A1_reparam_kl); "
+                                                         "sandbox: one assignment (default: all)")
     parser.add_argument("--jobs", type=int, default=None, help="autograde --jobs (default: the cores)")
     parser.add_argument("--hogs", type=int, default=6, help="loaded: CPU-bound processes beside the grader")
     parser.add_argument("--per-assignment", type=int, default=4, help="loaded: correct submissions of each")
@@ -145,7 +184,9 @@ def main(argv=None) -> int:
         return cells(names)
     if args.what == "loaded":
         return loaded(names, args.hogs, args.per_assignment, args.jobs)
-    return a_class(args.assignment, args.n, args.jobs)
+    if args.what == "sandbox":
+        return sandbox_cost([args.assignment] if args.assignment else names, args.n or 3)
+    return a_class(args.assignment or "A1_reparam_kl", args.n or 20, args.jobs)
 
 
 if __name__ == "__main__":
