@@ -17,10 +17,20 @@ Grading an honest student can rely on:
   the gradebook, a snapshot of the submission taken before any student's code runs), ``jobs`` at a time;
   only its scores are merged into ``course/gradebook.db``, under a lock (:class:`GradebookGuard`), so two
   commands at once never undo each other. Files a submission's code changed are restored and reported.
-- **Hidden tests stay with the instructor.** Feedback is made from notebooks with the hidden tests removed.
+- **The student's code decides no verdict.** Each test cell scores by its verdict
+  (``solutions/<id>/verdicts.py``, :mod:`bnn_teach.grading.verdicts`): a probe run right after the cell
+  sends back the student's functions' outputs on the grader's inputs, as numbers; this process, which
+  never runs student code, judges them against references computed before any submission ran. The
+  library functions an assignment rebuilds are absent from the kernel (a grading build of bnn_teach).
+- **The checks stay with the instructor.** Probes never enter the notebook; feedback is made from the
+  autograded notebooks with each cell's verdict and message.
 
-Test cells use :func:`hidden` so that a student's function cannot pass by calling the library
-function it is meant to rebuild.
+The trust boundary: :mod:`bnn_teach.grading.sandbox` makes what runs inside (the student's kernel, the
+probes); :mod:`bnn_teach.grading.execute` (the kernel driver, in nbgrader's process), ``verdicts`` and this
+module run outside; nbgrader still releases, keeps the gradebook, writes feedback and serves the Formgrader.
+
+Test cells use :func:`hidden` so that, on the student's own machine, a function cannot pass its visible
+test by calling the library function it is meant to rebuild.
 """
 from __future__ import annotations
 
