@@ -180,6 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--no-progress", action="store_true", help="no progress bar")
     p_run.add_argument("--check-answers", action="store_true",
                        help="also run each check-yourself cell with its right answer and its typical mistakes")
+    p_run.add_argument("--save", metavar="DIR", help="write each executed notebook, outputs and figures, to DIR")
     _add_grade_parser(sub)
     return parser
 
@@ -314,8 +315,13 @@ def _notebooks(args) -> int:
         return 0
     if args.timeout <= 0:
         raise UsageError(f"--timeout: must be a positive number of seconds, got {args.timeout}")
+    if args.save:
+        try:
+            Path(args.save).mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise UsageError(f"--save: cannot write to {args.save}: {err.strerror}") from None
     results = notebooks.run_notebooks(found, fast=args.fast, timeout=args.timeout, progress=not args.no_progress,
-                                      check_answers=args.check_answers)
+                                      check_answers=args.check_answers, save=args.save)
     print(notebooks.format_results(results))
     return 0 if all(r.status == "ok" for r in results) else 1
 

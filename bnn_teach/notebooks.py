@@ -169,12 +169,13 @@ def sync(targets=None, root=None) -> list[Path]:
 @dataclass
 class RunResult:
     """One executed notebook: ``status`` is ``"ok"`` or ``"failed"``; ``error`` the failing cell and its
-    traceback (empty when ok)."""
+    traceback (empty when ok); ``notebook`` the executed notebook with its outputs, figures included."""
 
     path: Path
     seconds: float
     status: str
     error: str = ""
+    notebook: object = None  # the executed notebook (without the answer probes)
 
 
 @contextlib.contextmanager
@@ -238,13 +239,33 @@ def answer_probes(cell_source: str) -> list[str]:
             for value, right in [(expected, True)] + [(w, False) for w in wrong]]
 
 
+#: matplotlib's backend in an executed notebook: the inline one, as in JupyterLab, so every figure a cell
+#: draws lands in its outputs as a PNG
+INLINE = "module://matplotlib_inline.backend_inline"
+#: a cell that draws: a plotting call of bt.viz or of pyplot
+DRAWS = re.compile(r"\bbt\.viz\.(?:\w+\.)?(?:plot|show|draw)\w*\("
+                   r"|\bplt\.(?:subplots|figure|plot|imshow|hist|scatter)\(")
+
+
+def cells_without_figures(notebook) -> list[int]:
+    """The 1-based numbers of the code cells that draw (:data:`DRAWS`) but show no image."""
+    missing = []
+    for number, cell in enumerate(notebook.cells, 1):
+        if cell.cell_type != "code" or not DRAWS.search(cell.source) or "plt.close(" in cell.source:
+            continue
+        if not any("image/png" in o.get("data", {}) for o in cell.get("outputs", [])):
+            missing.append(number)
+    return missing
+
+
 def run_notebooks(targets=None, fast: bool = False, timeout: int = 600, progress: bool = True,
-                  root=None, check_answers: bool = False) -> list[RunResult]:
+                  root=None, check_answers: bool = False, save=None) -> list[RunResult]:
     """Execute each notebook source of ``targets`` top to bottom in a fresh ``python3`` kernel, in its own
-    folder, with ``MPLBACKEND=Agg``, the interpreter's ``bin`` first on ``PATH`` (for ``!bnn-teach``) and,
-    when ``fast``, ``BNN_TEACH_FAST=1``. A cell running longer than ``timeout`` seconds fails the notebook.
-    ``check_answers``: then run every check-yourself cell with its right answer and with each typical
-    mistake (:func:`answer_probes`); a wrong verdict fails the notebook."""
+    folder, with matplotlib's inline backend (figures land in the outputs), the interpreter's ``bin`` first
+    on ``PATH`` (for ``!bnn-teach``) and, when ``fast``, ``BNN_TEACH_FAST=1``. A cell running longer than
+    ``timeout`` seconds fails the notebook. ``check_answers``: then run every check-yourself cell with its
+    right answer and with each typical mistake (:func:`answer_probes`); a wrong verdict fails the notebook.
+    ``save``: a folder that receives each executed notebook (``<name>.ipynb``, outputs and figures kept)."""
     import jupytext
     import nbformat
     from nbclient import NotebookClient
@@ -253,12 +274,15 @@ def run_notebooks(targets=None, fast: bool = False, timeout: int = 600, progress
     paths = sources(targets, root)
     results = []
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
-    env = {"MPLBACKEND": "Agg", "PATH": path, **({"BNN_TEACH_FAST": "1"} if fast else {})}
+    env = {"MPLBACKEND": INLINE, "PATH": path, **({"BNN_TEACH_FAST": "1"} if fast else {})}
+    if save is not None:
+        save = Path(save)
+        save.mkdir(parents=True, exist_ok=True)
     for source in tqdm(paths, desc="notebooks", unit="notebook", disable=not progress or not paths):
         notebook = jupytext.read(source, fmt="py:percent")
         client = NotebookClient(notebook, kernel_name=KERNEL, timeout=timeout, extra_arguments=_QUIET,
                                 resources={"metadata": {"path": str(source.parent)}})
-        start = time.perf_counter()
+        start, own = time.perf_counter(), len(notebook.cells)
         try:
             with _environment(**env), client.setup_kernel():
                 probes = [code for cell in notebook.cells if cell.cell_type == "code" and check_answers
@@ -267,9 +291,14 @@ def run_notebooks(targets=None, fast: bool = False, timeout: int = 600, progress
                     notebook.cells.append(nbformat.v4.new_code_cell(code))
                 for index, cell in enumerate(notebook.cells):
                     client.execute_cell(cell, index)
-            results.append(RunResult(source, time.perf_counter() - start, "ok"))
+            del notebook.cells[own:]
+            results.append(RunResult(source, time.perf_counter() - start, "ok", notebook=notebook))
         except Exception as err:  # noqa: BLE001 - any failure is reported, then the next notebook runs
-            results.append(RunResult(source, time.perf_counter() - start, "failed", _failure(err, notebook)))
+            failure = _failure(err, notebook)
+            del notebook.cells[own:]
+            results.append(RunResult(source, time.perf_counter() - start, "failed", failure, notebook=notebook))
+        if save is not None:
+            nbformat.write(notebook, save / f"{source.stem}.ipynb")
     return results
 
 

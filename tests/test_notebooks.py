@@ -82,6 +82,40 @@ def test_run_reports_each_notebook_and_the_failing_cell(tmp_path, capsys):
     assert "\x1b[" not in out, "no terminal colour codes in the report"
 
 
+DRAWING = '''# %%
+import matplotlib.pyplot as plt
+import bnn_teach as bt
+
+# %%
+fig, ax = plt.subplots()
+ax.plot([0, 1], [1, 0])
+
+# %%
+import torch
+
+fig = bt.viz.plot_reliability(torch.tensor([[0.8, 0.2], [0.3, 0.7]]), torch.tensor([0, 1]))
+
+# %%
+plt.close("all")
+'''
+
+
+def test_run_keeps_every_figure_and_saves_the_executed_notebooks(tmp_path, capsys):
+    """Figures reach the outputs (the inline backend, not Agg), `--save DIR` writes the executed notebooks,
+    and a cell that draws without showing an image is named."""
+    import nbformat
+
+    write(tmp_path / "src", "drawing.py", DRAWING)
+    status = cli.main(["run", str(tmp_path / "src"), "--fast", "--no-progress", "--save", str(tmp_path / "out")])
+    assert status == 0, capsys.readouterr().out
+    executed = nbformat.read(tmp_path / "out" / "drawing.ipynb", as_version=4)
+    images = [any("image/png" in o.get("data", {}) for o in c.outputs) for c in executed.cells]
+    assert images == [False, True, True, False], images
+    assert notebooks.cells_without_figures(executed) == []
+    executed.cells[1].outputs = []
+    assert notebooks.cells_without_figures(executed) == [2], "a drawing cell without its image is named"
+
+
 COURSE_SOURCES = notebooks.sources()  # every lectures/*.py and solutions/*.py
 
 
@@ -101,6 +135,8 @@ def test_course_notebook_runs_in_fast_mode_and_its_checks_tell_right_from_wrong(
     each typical mistake it names (notebooks.answer_probes)."""
     [result] = notebooks.run_notebooks([source], fast=True, progress=False, check_answers=True)
     assert result.status == "ok", result.error
+    missing = notebooks.cells_without_figures(result.notebook)
+    assert not missing, f"cells {missing} draw a figure that does not reach the notebook"
 
 
 CHECK_CELL = """answer = None
