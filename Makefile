@@ -16,7 +16,7 @@ STAMP      := $(VENV)/.bnn_teach-installed
 # nbgrader calls `alembic` through the shell, so the environment's bin/ goes first on PATH.
 RUN        := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: setup lab test check clean peers notebooks
+.PHONY: setup lab test check clean peers notebooks site
 
 setup: $(STAMP)
 
@@ -36,6 +36,11 @@ notebooks: setup
 lab: setup
 	$(RUN) $(VENV)/bin/bnn-teach check --course
 	$(RUN) $(VENV)/bin/bnn-teach lab $(LAB_ARGS)
+
+# The course to read on the web: every lecture executed (FAST mode; SITE_ARGS=--full with the data) with its
+# figures, as HTML in build/site/ (open build/site/index.html).
+site: setup
+	$(RUN) $(VENV)/bin/bnn-teach site $(SITE_ARGS)
 
 # The linter (ruff, settings in pyproject.toml) and then the tests; both must pass.
 # pytest exits 5 when it collected no tests; that is not a failure of the build.

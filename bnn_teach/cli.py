@@ -181,6 +181,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_run.add_argument("--check-answers", action="store_true",
                        help="also run each check-yourself cell with its right answer and its typical mistakes")
     p_run.add_argument("--save", metavar="DIR", help="write each executed notebook, outputs and figures, to DIR")
+    p_site = sub.add_parser("site", help="the executed lectures as a static web site (needs the [site] extra)")
+    p_site.add_argument("--out", default="build/site", help="the site's folder (default build/site)")
+    p_site.add_argument("--full", action="store_true", help="run the lectures in full mode (default: FAST)")
+    p_site.add_argument("--executed", metavar="DIR", help="use the executed notebooks in DIR (bnn-teach run --save)")
+    p_site.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default 600)")
     _add_grade_parser(sub)
     return parser
 
@@ -284,6 +289,12 @@ def _run(args) -> int:
         from bnn_teach.viz.gallery import main as gallery_main
 
         return gallery_main([args.out_dir])
+    if args.command == "site":
+        from bnn_teach.site import build_site
+
+        index = build_site(args.out, executed=args.executed, fast=not args.full, timeout=args.timeout)
+        print(f"the course's site: {index}")
+        return 0
     if args.command in ("notebooks", "run"):
         return _notebooks(args)
     if args.command == "grade":

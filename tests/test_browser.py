@@ -187,3 +187,32 @@ def test_lecture_runs_in_jupyterlab_and_its_slider_redraws_the_picture(server, b
     assert before.shape == after.shape
     changed = (np.abs(before - after).max(axis=-1) > 20).mean()
     assert changed > 0.01, f"moving the slider changed only {changed:.2%} of the picture's pixels"
+
+
+def test_the_course_site_lists_every_lecture_and_shows_a_lecture_with_its_figures(browser, tmp_path):
+    """`bnn-teach site` from executed notebooks (here L01 run in FAST mode, the others as committed), opened in
+    the browser: the front page links L00–L08 by title, and L01's page shows its figures, loaded."""
+    pytest.importorskip("myst_nb", reason="the site needs myst-nb (pip install 'bnn_teach[site]')")
+    from bnn_teach import notebooks
+    from bnn_teach.site import build_site
+
+    executed = tmp_path / "executed"
+    [result] = notebooks.run_notebooks([ROOT / "lectures" / "L01_why_bayesian.py"], fast=True, progress=False,
+                                       save=executed)
+    assert result.status == "ok", result.error
+    for path in (ROOT / "lectures").glob("L0*.ipynb"):
+        if not (executed / path.name).exists():
+            shutil.copy(path, executed / path.name)
+    index = build_site(tmp_path / "site", executed=executed, progress=False)
+    page = browser.contexts[0].new_page() if browser.contexts else browser.new_page()
+    page.goto(index.as_uri())
+    links = page.locator("a").all_inner_texts()
+    for number in range(9):
+        assert any(text.startswith(f"L0{number} ·") for text in links), f"L0{number} is not listed: {links}"
+    page.get_by_text("L01 · Why Bayesian?").first.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("L01_why_bayesian.html"), page.url
+    widths = page.locator("img").evaluate_all("images => images.map(i => i.complete ? i.naturalWidth : 0)")
+    figures = [w for w in widths if w > 200]
+    assert len(figures) >= 3, f"L01's page shows {len(figures)} figures (image widths {widths})"
+    page.screenshot(path=str(Path(os.environ.get("BNN_TEACH_SCREENSHOTS", tmp_path)) / "site_L01.png"), full_page=False)
