@@ -104,7 +104,7 @@ def test_hmc_is_exact_only_with_its_metropolis_correction():
                   generator=torch.Generator().manual_seed(2))
         draws = []
         for _ in range(6000):
-            hmc.step(lambda: 0.5 * theta.pow(2).sum())
+            hmc.step(lambda theta=theta: 0.5 * theta.pow(2).sum())
             draws.append(theta.item())
         stds[metropolis] = torch.tensor(draws[500:]).std().item()
     assert abs(stds[True] - 1) < 0.06, stds
