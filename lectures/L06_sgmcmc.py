@@ -770,9 +770,9 @@ approximations = {"MFVI (BBB)": predictive(mfvi), "MC dropout": predictive(dropo
 distance = {name: predictive_kl(reference, prediction) for name, prediction in approximations.items()}
 off_data = x_grid.reshape(-1).abs() > 6
 for name, prediction in {"HMC": reference, **approximations}.items():
-    epistemic = prediction["epistemic"].sqrt()
+    near, far = (float(prediction["epistemic"].sqrt()[where].mean()) for where in (~off_data, off_data))
     print(f"{name:>14}: predictive KL from HMC {distance.get(name, 0.0):.3f}; epistemic sd "
-          f"{float(epistemic[~off_data].mean()):.3f} near the data, {float(epistemic[off_data].mean()):.3f} far from it")
+          f"{near:.3f} near the data, {far:.3f} far from it")
 closest = min(distance, key=distance.get)
 print(f"closest to the reference: {closest}")
 assert self_kl < min(distance.values()) / 3, (self_kl, distance)
