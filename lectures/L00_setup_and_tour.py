@@ -171,4 +171,5 @@ bt.selfcheck.choice(answer, expected="none of these", options=[
 #
 # * C. Blundell, J. Cornebise, K. Kavukcuoglu, D. Wierstra. *Weight Uncertainty in Neural Networks*. ICML 2015.
 # * A. Kendall, Y. Gal. *What Uncertainties Do We Need in Bayesian Deep Learning for Computer Vision?* NeurIPS 2017.
-# * N. Chirkova. *Bayesian neural networks* (lecture slides, in `references/`).
+# * N. Chirkova. *Bayesian neural networks and their applications*. Lecture at the Deep Bayes summer school, 2019
+#   ([the school's materials](https://github.com/bayesgroup/deepbayes-2019)).

@@ -62,10 +62,13 @@ fig = bt.viz.plot_uncertainty_map(ensemble, X, y, kind="epistemic")
 
 # %% [markdown]
 # Dark means the members agree; bright means they disagree. They agree on and near the moons, where
-# every member had to fit the data. Away from the data each member extends the boundary its own way,
-# so they disagree where those extensions differ: along the continuation of the gap between the moons
-# and in the corners. The next cell measures the picture: the same map's values near the training
-# points and far from them.
+# every member had to fit the data. Away from the data each member extends its boundary its own way,
+# so they disagree where those extensions differ: in bands that run outward from the gap between the
+# moons. Far from the data but off those bands they agree again, and confidently: a ReLU network's
+# logits grow linearly along every ray from the data, so far away each member becomes certain
+# (Hein et al. 2019), and members whose boundaries point the same way agree. Far from the data is not
+# the same as uncertain. The next cell measures the picture: the map's values near the training points,
+# far from them, and how much of the far region is bright.
 
 # %%
 xs, ys, epistemic_map = bt.viz.uncertainty_grid(ensemble, X, kind="epistemic")
@@ -75,7 +78,13 @@ near, far = distance < 0.15, distance > 0.6
 epistemic_near = float(epistemic_map.reshape(-1)[near].mean())
 epistemic_far = float(epistemic_map.reshape(-1)[far].mean())
 print(f"mean epistemic uncertainty: {epistemic_near:.4f} nats near the data, {epistemic_far:.4f} nats far from it")
+far_values = epistemic_map.reshape(-1)[far]
+bright = float((far_values > 0.5 * far_values.max()).float().mean())
+quiet = float((far_values < 3 * epistemic_near).float().mean())
+print(f"of the far region, {100 * bright:.0f} % is bright (over half the map's far maximum) and {100 * quiet:.0f} % "
+      f"is as quiet as near the data (under 3x its mean)")
 assert epistemic_far > 3 * epistemic_near, "the members should disagree far more away from the data"
+assert bright < 0.5 and quiet > 0.1, "the disagreement far away lies in bands, not everywhere"
 
 # %% [markdown]
 # ## 2. The posterior predictive is an average
@@ -155,17 +164,25 @@ bt.train.fit(regressor, (X_reg, y_reg), 2 * NUM_EPOCHS, torch.optim.Adam(regress
              batch_size=32, kl_weight=0.2, nll_fn=bt.objectives.gaussian_nll, progress=False)
 x_grid = torch.linspace(-8, 8, 240).unsqueeze(1)
 prediction = bt.predict.predictive_regression(regressor, x_grid, num_samples=100)
-fig = bt.viz.plot_regression_bands(x_grid, prediction, X_reg, y_reg)
-fig.axes[0].set_title("Heteroscedastic 1-D regression: aleatoric and epistemic bands")
+fig = bt.viz.plot_regression_bands(x_grid, prediction, X_reg, y_reg,
+                                   title="Heteroscedastic 1-D regression: aleatoric and epistemic bands")
 
 # %% [markdown]
-# `predictive_regression` returns the two terms of the sum separately. Check it by hand from the
-# samples it keeps (`samples`, the means $m_{w_s}(x)$), then read the lesson off the numbers: the
-# aleatoric part follows the true noise, the epistemic part grows off the data.
+# `predictive_regression` returns the two terms of the sum separately. Check it by hand: draw the same
+# 100 weight samples yourself (the same seed), read off each sample's mean $m_{w_s}(x)$ and noise variance
+# $s_{w_s}(x) = e^{\log s}$, and form the two terms of the formula. Then read the lesson off the numbers:
+# the aleatoric part follows the true noise, the epistemic part grows off the data.
 
 # %%
-torch.testing.assert_close(prediction["epistemic"], prediction["samples"].var(dim=0, unbiased=False))
-torch.testing.assert_close(prediction["var"], prediction["aleatoric"] + prediction["epistemic"])
+bt.utils.set_seed(1)
+prediction = bt.predict.predictive_regression(regressor, x_grid, num_samples=100)
+bt.utils.set_seed(1)
+with torch.no_grad(), bt.nn.sampling(regressor):
+    outputs = torch.stack([regressor(x_grid) for _ in range(100)])  # (100 samples, 240 points, 2)
+m, s = outputs[..., 0], outputs[..., 1].exp()
+torch.testing.assert_close(prediction["aleatoric"], s.mean(0))                       # E_w[s_w(x)]
+torch.testing.assert_close(prediction["epistemic"], ((m - m.mean(0)) ** 2).mean(0))  # Var_w[m_w(x)]
+torch.testing.assert_close(prediction["var"], s.mean(0) + ((m - m.mean(0)) ** 2).mean(0))
 
 x = x_grid[:, 0]
 true_sd = bt.data.regression_1d_truth(x)[1]
@@ -242,8 +259,18 @@ fig = bt.viz.plot_uncertainty_map(ensemble, X, y, kind="aleatoric")
 _, _, total_map = bt.viz.uncertainty_grid(ensemble, X, kind="total")
 share = (epistemic_map / total_map.clamp_min(1e-6)).reshape(-1)
 share_near, share_far = float(share[near].mean()), float(share[far].mean())
-print(f"epistemic share of the total uncertainty: {share_near:.2f} near the data, {share_far:.2f} far from it")
-assert share_far > share_near
+in_bands = far_values > 0.5 * far_values.max()  # the bright bands of the far region (section 1)
+share_bands = float(share[far][in_bands].mean())
+print(f"epistemic share of the total uncertainty: {share_near:.2f} near the data, {share_far:.2f} far from it on "
+      f"average, {share_bands:.2f} in the far region's bright bands")
+assert share_bands > 0.5 and share_bands > share_far > share_near
+
+# %% [markdown]
+# Read the three shares. Near the data almost all of the uncertainty is aleatoric: the members agree,
+# and what is left is the overlap of the classes. Averaged over the whole far region the epistemic share
+# is still small, because most of that region is quiet (section 1). In the bands where the members
+# disagree, epistemic uncertainty is most of the total. The question to ask of a point is not only how
+# far it is from the data, but whether the plausible models extrapolate differently there.
 
 # %% [markdown]
 # ### Check yourself
@@ -265,7 +292,8 @@ bt.selfcheck.choice(answer, expected="epistemic", options=["aleatoric", "epistem
 # * The posterior predictive averages the predictions of many weights; `bt.predict.mc_predict` returns
 #   the samples of that average, whose Monte Carlo error falls like $1/\sqrt S$ (measured above).
 # * A deep ensemble and a Bayes-by-Backprop network are two ways to get those samples; both are unsure
-#   away from the data (the ensemble's disagreement far from the moons, measured above).
+#   away from the data where their extrapolations differ (the ensemble's disagreement far from the moons,
+#   measured above), but not everywhere far away: ReLU networks become confident along most rays.
 # * Predictive uncertainty splits into **aleatoric** (noise in the data: the expected variance or
 #   expected entropy) and **epistemic** (disagreement between weights: the variance of the means or the
 #   mutual information). `bt.predict.predictive_regression` and `bt.uncertainty.decompose` compute both.
@@ -277,4 +305,8 @@ bt.selfcheck.choice(answer, expected="epistemic", options=["aleatoric", "epistem
 # * A. Kendall, Y. Gal. *What Uncertainties Do We Need in Bayesian Deep Learning for Computer Vision?* NeurIPS 2017.
 # * S. Depeweg, J. M. Hernández-Lobato, F. Doshi-Velez, S. Udluft. *Decomposition of Uncertainty in
 #   Bayesian Deep Learning for Efficient and Risk-sensitive Learning*. ICML 2018.
-# * K. Shridhar et al. *Bayesian CNN* slides (in `references/`), on aleatoric and epistemic uncertainty.
+# * M. Hein, M. Andriushchenko, J. Bitterwolf. *Why ReLU Networks Yield High-Confidence Predictions Far
+#   Away From the Training Data and How to Mitigate the Problem*. CVPR 2019.
+#   [arXiv:1812.05720](https://arxiv.org/abs/1812.05720)
+# * K. Shridhar, F. Laumann, M. Liwicki. *A Comprehensive Guide to Bayesian Convolutional Neural Network
+#   with Variational Inference*. 2019. [arXiv:1901.02731](https://arxiv.org/abs/1901.02731)

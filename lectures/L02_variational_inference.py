@@ -297,4 +297,5 @@ torch.testing.assert_close(estimates["score"].var(), torch.tensor(30.0, dtype=to
 # * D. Blei, A. Kucukelbir, J. McAuliffe. *Variational Inference: A Review for Statisticians*. JASA 2017.
 # * M. Titsias, M. Lázaro-Gredilla. *Doubly Stochastic Variational Bayes for non-Conjugate Inference*. ICML 2014.
 # * D. Kingma, M. Welling. *Auto-Encoding Variational Bayes*. ICLR 2014.
-# * N. Chirkova. *Bayesian neural networks* (lecture slides, in `references/`).
+# * N. Chirkova. *Bayesian neural networks and their applications*. Lecture at the Deep Bayes summer school, 2019
+#   ([the school's materials](https://github.com/bayesgroup/deepbayes-2019)).

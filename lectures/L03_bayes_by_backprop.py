@@ -316,4 +316,5 @@ bt.selfcheck.choice(answer, expected="each example of the batch gets its own noi
 # * C. Blundell, J. Cornebise, K. Kavukcuoglu, D. Wierstra. *Weight Uncertainty in Neural Networks*. ICML 2015.
 # * D. Kingma, T. Salimans, M. Welling. *Variational Dropout and the Local Reparameterization Trick*. NeurIPS 2015.
 # * A. Graves. *Practical Variational Inference for Neural Networks*. NeurIPS 2011.
-# * N. Chirkova. *Bayesian neural networks* (lecture slides, in `references/`).
+# * N. Chirkova. *Bayesian neural networks and their applications*. Lecture at the Deep Bayes summer school, 2019
+#   ([the school's materials](https://github.com/bayesgroup/deepbayes-2019)).

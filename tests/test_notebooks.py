@@ -137,6 +137,10 @@ def test_course_notebook_runs_in_fast_mode_and_its_checks_tell_right_from_wrong(
     assert result.status == "ok", result.error
     missing = notebooks.cells_without_figures(result.notebook)
     assert not missing, f"cells {missing} draw a figure that does not reach the notebook"
+    stray = [number for number, cell in enumerate(result.notebook.cells, 1) if cell.cell_type == "code"
+             for output in cell.outputs if output.get("output_type") == "execute_result"
+             and output["data"].get("text/plain", "").lstrip("[").startswith(("Text(", "<matplotlib"))]
+    assert not stray, f"cells {stray} show a matplotlib object's repr (Text(...), <matplotlib...>) as their value"
 
 
 CHECK_CELL = """answer = None

@@ -21,7 +21,7 @@ def _np(t):
 
 
 def plot_regression_bands(x_grid, prediction: dict, X_train=None, y_train=None, ax=None, num_std: float = 2.0,
-                          ylim=None):
+                          ylim=None, title: str | None = None):
     """Predictive mean with two bands of ``num_std`` standard deviations: the epistemic part alone
     (inner) and the total, epistemic + aleatoric (outer), and the training data.
 
@@ -29,7 +29,8 @@ def plot_regression_bands(x_grid, prediction: dict, X_train=None, y_train=None, 
     that grows without bound far from the data (a predicted noise variance extrapolated) runs off the
     picture instead of flattening everything else.
 
-    ``prediction`` is :func:`bnn_teach.predict.predictive_regression`'s dict (``mean``, ``aleatoric``, ``epistemic``).
+    ``prediction`` is :func:`bnn_teach.predict.predictive_regression`'s dict (``mean``, ``aleatoric``, ``epistemic``);
+    ``title`` names the axes.
     """
     import matplotlib.pyplot as plt
 
@@ -54,6 +55,8 @@ def plot_regression_bands(x_grid, prediction: dict, X_train=None, y_train=None, 
     ax.legend(fontsize=7, loc="best")
     ax.set_xlabel("x")
     ax.set_ylabel("y")
+    if title:
+        ax.set_title(title)
     return fig
 
 
