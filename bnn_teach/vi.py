@@ -34,31 +34,43 @@ def fit_gaussian(target, divergence: str, init_mean: float = 0.5, init_std: floa
                  num_samples: int = 64, lr: float = 0.05, seed: int = 0) -> tuple[float, float]:
     """``(m, s)`` of the Gaussian that minimises ``"reverse"`` KL(q || target) or ``"forward"`` KL(target || q).
 
-    reverse: ``steps`` Adam steps on a ``num_samples``-sample reparametrized estimate of
-    :math:`\\mathbb E_q[\\log q - \\log p]`, from ``(init_mean, init_std)``; which mode it finds depends
-    on where it starts (and a wide start, e.g. ``init_std=1`` on the default target, can stop in a
-    broad local optimum spanning both modes). forward: the target's mean and standard deviation (``target.mean``,
-    ``target.variance``), the exact minimiser.
+    Both run ``steps`` Adam steps from ``(init_mean, init_std)`` on a ``num_samples``-sample estimate, the
+    learning rate decaying linearly to 0 so that the last iterate settles:
+
+    - reverse, :math:`\\mathbb E_q[\\log q - \\log p]`, on reparametrized samples of q; which mode it finds
+      depends on where it starts (and a wide start, e.g. ``init_std=1`` on the default target, can stop in
+      a broad local optimum spanning both modes);
+    - forward, :math:`\\mathbb E_p[\\log p - \\log q]`, on samples of the target p (drawn from ``seed``);
+      only :math:`-\\mathbb E_p[\\log q]` depends on q. Its exact minimiser has the target's mean and
+      variance (moment matching): the fit finds it, it is not told it.
     """
-    if divergence == "forward":
-        return float(target.mean), float(target.variance.sqrt())
-    if divergence != "reverse":
+    if divergence not in ("reverse", "forward"):
         raise ValueError(f"divergence must be 'reverse' or 'forward', got {divergence!r}")
     check_positive("init_std", init_std)
     check_positive("steps", steps, integer=True)
     check_positive("num_samples", num_samples, integer=True)
+    steps, num_samples = int(steps), int(num_samples)
     generator = torch.Generator().manual_seed(seed)
     mean = torch.tensor(float(init_mean), dtype=torch.float64, requires_grad=True)
     log_std = torch.tensor(float(init_std), dtype=torch.float64).log().requires_grad_(True)
     optimizer = torch.optim.Adam([mean, log_std], lr=lr)
-    for _ in range(int(steps)):
-        eps = torch.randn(int(num_samples), generator=generator, dtype=torch.float64)
-        w = mean + log_std.exp() * eps  # the reparametrization trick
-        # E_q[log q(w)] = -log s - 1/2 log(2 pi) - 1/2 exactly; only -E_q[log p(w)] needs samples
-        loss = -log_std - target.log_prob(w).mean()
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0 - step / steps)
+    if divergence == "forward":
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            pool = target.sample((steps, num_samples)).to(torch.float64)
+    for step in range(steps):
+        if divergence == "reverse":
+            eps = torch.randn(num_samples, generator=generator, dtype=torch.float64)
+            w = mean + log_std.exp() * eps  # the reparametrization trick
+            # E_q[log q(w)] = -log s - 1/2 log(2 pi) - 1/2 exactly; only -E_q[log p(w)] needs samples
+            loss = -log_std - target.log_prob(w).mean()
+        else:
+            loss = -Normal(mean, log_std.exp()).log_prob(pool[step]).mean()
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
+        schedule.step()
     return float(mean.detach()), float(log_std.detach().exp())
 
 

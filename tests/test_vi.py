@@ -20,7 +20,8 @@ def test_forward_kl_matches_the_moments():
     mean, std = fit_gaussian(target, "forward")
     exact_mean = 0.3 * -2.0 + 0.7 * 2.0
     exact_var = 0.3 * (0.36 + 4.0) + 0.7 * (0.36 + 4.0) - exact_mean**2
-    assert mean == pytest.approx(exact_mean) and std == pytest.approx(exact_var**0.5)
+    assert mean == pytest.approx(exact_mean, abs=0.03) and std == pytest.approx(exact_var**0.5, abs=0.03), \
+        "the forward fit, started at (0.5, 0.5), should find the target's moments"
     # the moment-matched Gaussian has a lower forward KL than any nearby one (numerical check on a grid)
     x = torch.linspace(-8, 8, 20001, dtype=torch.float64)
     p = target.log_prob(x).exp()
