@@ -56,6 +56,13 @@ MISTAKES["A2_bbb_lrt"] = {
                                                 "loss = negative_elbo(model(X[idx]), y[idx], "
                                                 "kl / math.ceil(len(X) / batch_size), len(X))",
                                                 {"test_train_accuracy"}),
+    # answers the visible tests take but the grader's own inputs do not
+    "ece_hard_coded": ("ece", "return total", "return 0.15", {"test_ece"}),
+    "elbo_hard_coded_num_data": ("negative_elbo", "F.cross_entropy(logits, y) + kl / num_data",
+                                 "F.cross_entropy(logits, y) + kl / 60_000",
+                                 {"test_negative_elbo", "test_train_accuracy"}),
+    "lrt_sigma_detached": ("lrt_linear", "return mean + torch.sqrt(var) * eps",
+                           "return mean + torch.sqrt(var).detach() * eps", {"test_lrt_linear"}),
 }
 
 MISTAKES["A3_mc_dropout"] = {
