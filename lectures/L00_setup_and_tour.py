@@ -37,7 +37,9 @@ print(f"device {DEVICE} · FAST mode {FAST} · {NUM_EPOCHS} epochs")
 # ## 1. The picture
 #
 # `bt.viz.RegressionExplorer` trains a small Bayesian network (three `bt.nn.BayesLinear` layers, 32
-# ReLU units each) on 120 noisy points and draws its prediction. It takes a few seconds.
+# ReLU units each) on 120 noisy points and draws its prediction. It takes a few seconds. It weights the
+# KL term of the ELBO by 0.2: the data count five times against the prior, which makes the fit a
+# **tempered** posterior, not the Bayes posterior of this model (section 3 moves the weight to 1).
 
 # %%
 explorer = bt.viz.RegressionExplorer(num_epochs=NUM_EPOCHS, seed=SEED)
@@ -49,8 +51,10 @@ explorer.figure
 # * the **black line** is the average prediction over 100 weight samples drawn from the posterior;
 # * the **blue band** (*epistemic* uncertainty) is how much those samples disagree: narrow where there
 #   are data, wider in the gap and wide beyond $|x| = 4$, where the network has seen nothing;
-# * the **orange band** adds the *aleatoric* uncertainty, the noise the network learnt is in the data
-#   (here it grows with $|x|$). More data would shrink the blue band, never the orange one.
+# * the **orange band** adds the *aleatoric* uncertainty: the network's second output, the log variance
+#   of the noise. On the data it has learnt the noise that is there (here it grows with $|x|$); off the
+#   data it is that output extrapolated, a guess about noise nobody measured. More data would shrink the
+#   blue band; on the data, never the orange one.
 #
 # The figure makes a claim; the next cell measures it. The prediction holds, for each $x$ of the
 # grid, the two variances (`epistemic`, `aleatoric`) whose square roots are the bands.
@@ -67,6 +71,13 @@ for name, region in [("on the data", on_data), ("in the gap", in_gap), ("beyond 
 ratio = float(epistemic_sd[beyond].mean() / epistemic_sd[on_data].mean())
 print(f"far from the data the epistemic band is {ratio:.1f}x wider than on it")
 assert ratio > 3, "the figure's lesson: the network knows where it has seen data"
+
+# %% [markdown]
+# Part of the reason is the units: with ReLUs every sampled function continues linearly, each with its
+# own slope, so the samples fan out. With tanh units a mean-field network's samples saturate, and its
+# band stays about as wide off the data as on it; lecture 6 (section 8) measures this, and shows that
+# the exact posterior of that tanh network does widen off the data: the narrow band belongs to the
+# approximation, not to the model.
 
 # %% [markdown]
 # ### Check yourself
@@ -110,7 +121,8 @@ bt.selfcheck.number(answer, expected=(aleatoric_0 + epistemic_0) ** 0.5, rtol=0.
 #
 # The explorer refits when a slider moves (a few seconds each). Try, and predict before you look:
 #
-# * **KL weight** from 0.2 to 1: the full ELBO on only 120 points lets the prior win; the fit flattens.
+# * **KL weight** from 0.2 to 1: the full ELBO (the untempered posterior) on only 120 points lets the
+#   prior win; the fit flattens.
 # * **prior σ** down to 0.05: the prior allows only small weights; the network cannot bend.
 # * **dropout** up to 0.3: MC dropout adds its own spread (lecture 4 says why that is also Bayesian).
 # * **MC samples** down to 3: the band becomes ragged, because it is estimated from three functions.
@@ -124,10 +136,21 @@ explorer.widget()
 
 # %%
 wiggle_before = float(prediction["mean"].max() - prediction["mean"].min())
+band_before = float(prediction["epistemic"].sqrt().mean())
 narrow = explorer.update(prior_sigma=0.05)
 wiggle_after = float(narrow["mean"].max() - narrow["mean"].min())
+band_after = float(narrow["epistemic"].sqrt().mean())
 print(f"range of the predictive mean: {wiggle_before:.2f} with prior σ = 1, {wiggle_after:.2f} with prior σ = 0.05")
+print(f"mean epistemic sd over the grid: {band_before:.3f} with prior σ = 1, {band_after:.4f} with prior σ = 0.05")
+assert wiggle_after < wiggle_before / 2 and band_after < band_before / 5, (wiggle_after, band_after)
 explorer.figure
+
+# %% [markdown]
+# The mean goes flat **and the blue band almost vanishes** (printed). That is not certainty: every
+# weight's posterior has collapsed onto the narrow prior (the KL term wins, the data term gives up), so
+# every sampled function is nearly the same flat line. This is **variational collapse** (the posterior
+# collapsing to the prior); a narrow band from a model that cannot fit the data says nothing about what
+# it knows. Check the fit before you read the band.
 
 # %% [markdown]
 # ### Check yourself
