@@ -53,7 +53,9 @@ bt.utils.set_seed(SEED)
 # Three kinds of input: MNIST test digits (what the network was trained for); the same digits rotated
 # by 60° to 90° either way (`F.affine_grid` and `F.grid_sample` turn each image about its centre);
 # and images whose pixels are uniform noise on $[0, 1]$. The rotated digits keep their labels, so the
-# network's accuracy on them can be measured too.
+# network's accuracy on them can be measured too: they are a **covariate shift** (the same classes, the
+# inputs drawn differently), not out-of-distribution inputs in the strict sense; the noise images belong
+# to no class at all.
 
 # %%
 X, y = bt.data.load_mnist("train", subset=TRAIN_SIZE)
@@ -148,6 +150,8 @@ assert confidence["rotated digits"] > accuracy_rotated + 0.2, \
 #     _{\text{aleatoric: } \frac1S \sum_s \mathbb H[p_s]}
 #   + \underbrace{\frac1S \sum_s \sum_c p_{sc} \log \frac{p_{sc}}{\bar p_c}}
 #     _{\text{epistemic: } \frac1S \sum_s \mathrm{KL}(p_s \,\|\, \bar p)} .$$
+#
+# This split is Depeweg et al.'s (2018); the epistemic term as a score goes back to Houlsby et al. (2011).
 #
 # * **Aleatoric** (expected entropy): how unsure each sampled network is on its own, e.g. on a digit
 #   that could be a 4 or a 9. More data of the same kind does not remove it.
@@ -280,7 +284,9 @@ bt.selfcheck.number(answer, expected=bt.metrics.ece(quiz_probs, quiz_labels, num
 #   prior; its KL weight rises from 0 to 1 over the first epochs (a warm-up, as in Molchanov et al.'s recipe);
 # * **MC dropout** (`"mcdropout"`, lecture 4): dropout with $p = 0.5$ after the first fully connected
 #   layer, kept on when predicting; weight decay $l^2 / ((1-p)N) = 2/N$ plays the $\mathcal N(0, 1)$ prior
-#   ($l^2 = 1$, lecture 4's formula, used for every layer for simplicity);
+#   ($l^2 = 1$, lecture 4's formula, used for every layer for simplicity). The $1/(1-p)$ is there because
+#   PyTorch's dropout multiplies the kept units by $1/(1-p)$: the weights the prior sees are the kept
+#   columns $M/(1-p)$ (lecture 4, section 3);
 # * **SGLD ensemble** (lecture 6): the plain network, sampled with SGLD (prior $\mathcal N(0, 1)$).
 #
 # The three variational networks first:
@@ -393,9 +399,10 @@ print(f"      SparseVD: {num_weights:,} weights, compression {bt.sparsity.compre
       f" after {NUM_EPOCHS} epochs on {len(X):,} images; accuracy {table['SparseVD']['accuracy']:.4f}")
 
 # %% [markdown]
-# ## 6. Out of distribution: can the uncertainty tell?
+# ## 6. Shifted and out-of-distribution inputs: can the uncertainty tell?
 #
-# An uncertainty score detects out-of-distribution inputs if it is larger on them than on test digits.
+# An uncertainty score detects unfamiliar inputs if it is larger on them than on test digits (below,
+# "out-of-distribution" covers both the shifted digits and the noise).
 # The AUROC (`bt.metrics.auroc`) is the probability that a random out-of-distribution input scores
 # higher than a random test digit: 1 is a perfect detector, 0.5 is chance. Two scores per model: the
 # **total** uncertainty (predictive entropy) and the **epistemic** part alone (mutual information),
@@ -569,3 +576,9 @@ assert abs(accuracy_gap) < 0.02 and abs(nll_change) < 0.2, (accuracy_gap, nll_ch
 # * D. Molchanov, A. Ashukha, D. Vetrov. *Variational Dropout Sparsifies Deep Neural Networks*. ICML 2017.
 # * M. Welling, Y. W. Teh. *Bayesian Learning via Stochastic Gradient Langevin Dynamics*. ICML 2011.
 # * C. Guo, G. Pleiss, Y. Sun, K. Q. Weinberger. *On Calibration of Modern Neural Networks*. ICML 2017.
+# * N. Houlsby, F. Huszár, Z. Ghahramani, M. Lengyel. *Bayesian Active Learning for Classification and
+#   Preference Learning*. 2011. [arXiv:1112.5745](https://arxiv.org/abs/1112.5745) (the mutual information
+#   between the label and the weights as a score).
+# * S. Depeweg, J. M. Hernández-Lobato, F. Doshi-Velez, S. Udluft. *Decomposition of Uncertainty in
+#   Bayesian Deep Learning for Efficient and Risk-sensitive Learning*. ICML 2018 (the split of the
+#   predictive entropy into aleatoric and epistemic parts).
