@@ -115,8 +115,13 @@ assert abs(sgld_share - exact_share) < 0.08, f"SGLD's share {sgld_share:.3f} vs 
 assert min(sgld_share, 1 - sgld_share) > 0.3, "SGLD did not visit both modes"
 
 # %% [markdown]
-# Both modes are visited, in about the exact proportion. (The cloud is a little wider than the exact
-# contours: a finite step and mini-batch gradients add a small bias, measured in section 3.) A single
+# Both modes are visited, in about the exact proportion. Two choices made that easy. The chains all start
+# at $\theta = (0, 0)$, on the line $\theta_2 = 0$ between the modes, near the saddle: no mode is favoured at
+# the start, and each chain falls to one side during the burn-in (the first fifth of the steps, discarded).
+# A chain started deep in one mode has to cross the ridge to reach the other, which takes far longer.
+# And the step size is constant: Welling & Teh let it decrease ($\epsilon_t = a(b + t)^{-\gamma}$,
+# $\gamma \in (0.5, 1]$) so that the discretisation error vanishes as the chain goes on; a constant step
+# keeps a small bias, and the cloud is a little wider than the exact contours (measured in section 3). A single
 # gradient-descent run would end in one of them; a Gaussian $q$ would cover one, or smear over both
 # (lecture 2). How does adding noise to SGD achieve this?
 #
@@ -321,7 +326,8 @@ bt.selfcheck.choice(answer, expected="SGD on the loss, with learning rate lr * N
 # %% [markdown]
 # ## 4. Preconditioned SGLD and SGHMC
 #
-# **pSGLD** (Li et al. 2016) rescales each coordinate RMSprop-style, $V \leftarrow \alpha V + (1-\alpha)\,\bar g^2$,
+# **pSGLD** (Li et al. 2016) rescales each coordinate RMSprop-style, $V \leftarrow \lambda V + (1-\lambda)\,\bar g^2$
+# (the decay $\lambda$ is the library's `alpha=`, RMSprop's name for it; below, $\alpha$ is SGHMC's friction),
 # $G = 1/(\epsilon + \sqrt V)$ with $\bar g = \nabla\,\mathtt{loss}$, and steps
 # $\theta \leftarrow \theta - \mathrm{lr}\,G \odot \widehat{\nabla U} + \mathcal N(0,\ 2\,\mathrm{lr}\,T\,G)$: the noise
 # scales with the step, so each coordinate is a Langevin step of its own size. (The exact rule adds a
