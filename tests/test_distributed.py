@@ -16,12 +16,30 @@ from bnn_teach import distributed as btd
 NOISE_VAR, PRIOR_SIGMA = 1.0, 1.0
 
 
-def regression(seed=0, n=400, d=3):
+#: correlated inputs: the exact marginal variances and the mean-field optimum's differ (by 1.5x and more)
+MIXING = torch.tensor([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.5, 0.4, 0.77]])
+
+
+def regression(seed=0, n=400, d=3, correlated=True):
+    """Bayesian linear regression, on correlated inputs unless asked: ``(X, y, mean, var)`` with the mean and
+    the variances of the **mean-field optimum** (the exact mean; 1 / Lambda_ii), what `method="vi"` converges
+    to (on uncorrelated inputs nearly the exact marginal variances)."""
     g = torch.Generator().manual_seed(seed)
-    X = torch.randn(n, d, generator=g)
+    X = torch.randn(n, d, generator=g) @ (MIXING.T if correlated else torch.eye(d))
     y = X @ torch.tensor([1.0, -2.0, 0.5]) + math.sqrt(NOISE_VAR) * torch.randn(n, generator=g)
     mean, cov, precision = bt.vi.linear_regression_posterior(X, y, NOISE_VAR, PRIOR_SIGMA)
-    return X, y, mean.float(), cov.diagonal().float()
+    return X, y, mean.float(), 1 / precision.diagonal().float()
+
+
+def exact_sd(X, y):
+    """The exact posterior's marginal standard deviations (the scale a mean's error is measured in)."""
+    return bt.vi.linear_regression_posterior(X, y, NOISE_VAR, PRIOR_SIGMA)[1].diagonal().float().sqrt()
+
+
+def test_the_design_tells_the_mean_field_optimum_from_the_exact_posterior():
+    X, y, _, mean_field_var = regression()
+    exact_var = bt.vi.linear_regression_posterior(X, y, NOISE_VAR, PRIOR_SIGMA)[1].diagonal().float()
+    assert (exact_var / mean_field_var).max() > 1.5, "on this design a test can tell the two apart"
 
 
 def linear_model(seed=0):
@@ -104,6 +122,11 @@ def test_quantize_error_is_at_most_half_a_level_of_each_half():
         assert (sent - half).abs().max() <= level / 2 + 1e-4 * half.abs().max()
         assert (sent - half).abs().max() > level / 10          # it does round
     assert q.nbytes(1000) == 1000 + 16
+    three = btd.Quantize(3)   # codes packed 3 bits each: 188 bytes per half of 500, not 500
+    assert three.nbytes(1000) == 2 * math.ceil(500 * 3 / 8) + 16
+    decoded = three.decode(three.encode(x), 1000)
+    for half, sent in zip(x.chunk(2), decoded.chunk(2)):
+        assert (sent - half).abs().max() <= (half.max() - half.min()) / 7 / 2 * (1 + 1e-5)
     with pytest.raises(ValueError, match="bits"):
         btd.Quantize(9)
     with pytest.raises(ValueError, match="unknown compression"):
@@ -112,32 +135,31 @@ def test_quantize_error_is_at_most_half_a_level_of_each_half():
 
 # ------------------------------------------------------------------------------------------- the posterior server
 
-def schedule_2(r):   # 1/m for 20 rounds, then decreasing: averages the noisy local fits over more rounds
-    return min(0.5, 10.0 / r)
+def schedule_2(r):   # 1/m for 60 rounds, then decreasing: averages the noisy local fits over more rounds
+    return min(0.5, 30.0 / r)
 
 
-def schedule_4(r):
-    return min(0.25, 5.0 / r)
+def schedule_4(r):   # 1/m for 120 rounds: on correlated inputs the mean takes about 100 rounds at 1/4
+    return min(0.25, 30.0 / r)
 
 
 @pytest.mark.parametrize("num_workers, schedule", [(2, schedule_2), (4, schedule_4)])
-def test_posterior_server_matches_the_exact_posterior_of_bayesian_linear_regression(num_workers, schedule):
+def test_posterior_server_reaches_the_mean_field_optimum_of_bayesian_linear_regression(num_workers, schedule):
     X, y, mean, var = regression()
-    run = btd.posterior_server(linear_model(), (X, y), num_workers, rounds=40, local_steps=50,
+    run = btd.posterior_server(linear_model(), (X, y), num_workers, rounds=100, local_steps=50,
                                batch_size=400 // num_workers, lr=0.01, damping=schedule, noise_var=NOISE_VAR,
                                progress=False)
     q = run.posterior
-    sd = var.sqrt()
-    assert ((q.mean - mean).abs() / sd).max() < 0.1, (q.mean, mean)
+    assert ((q.mean - mean).abs() / exact_sd(X, y)).max() < 0.1, (q.mean, mean)
     assert ((q.var / var) - 1).abs().max() < 0.15, (q.var, var)
-    assert len(run.history) == 40 and run.history[-1]["clamped"] == 0
+    assert len(run.history) == 100 and run.history[-1]["clamped"] == 0
     # 3 weights: every round each worker sends (shift, precision) changes, 2 x 3 float32, and receives q
-    assert run.bytes_up == run.bytes_down == 40 * num_workers * 2 * 3 * 4
+    assert run.bytes_up == run.bytes_down == 100 * num_workers * 2 * 3 * 4
 
 
 def test_without_decreasing_damping_the_noisy_fits_stay_noisy():
     """The same run with damping fixed at 1: each round's q is the last noisy local fit; the variances wander."""
-    X, y, mean, var = regression()
+    X, y, mean, var = regression(correlated=False)
     run = btd.posterior_server(linear_model(), (X, y), 4, rounds=12, local_steps=50, batch_size=100, lr=0.01,
                                damping=1.0, noise_var=NOISE_VAR, progress=False, trace=True)
     ratios = torch.stack([q.var / var for q in run.trace[-6:]])
@@ -149,13 +171,12 @@ def test_one_worker_is_bayes_by_backprop():
     X, y, mean, var = regression()
     run = btd.posterior_server(linear_model(), (X, y), 1, rounds=10, local_steps=100, batch_size=100, lr=0.01,
                                noise_var=NOISE_VAR, progress=False)
-    mean_field_var = 1 / bt.vi.linear_regression_posterior(X, y, NOISE_VAR, PRIOR_SIGMA)[2].diagonal().float()
-    assert ((run.posterior.mean - mean).abs() / var.sqrt()).max() < 0.2
-    assert ((run.posterior.var / mean_field_var) - 1).abs().max() < 0.2
+    assert ((run.posterior.mean - mean).abs() / exact_sd(X, y)).max() < 0.2
+    assert ((run.posterior.var / var) - 1).abs().max() < 0.2
 
 
 def test_compressed_messages_count_fewer_bytes_and_still_converge():
-    X, y, mean, var = regression()
+    X, y, mean, var = regression(correlated=False)
     run = btd.posterior_server(linear_model(), (X, y), 2, rounds=40, local_steps=50, batch_size=200, lr=0.01,
                                damping=schedule_2, noise_var=NOISE_VAR, compression="8bit", progress=False)
     assert run.bytes_up == 40 * 2 * (2 * 3 + 16)      # 6 one-byte codes, a min and a step per half
@@ -169,7 +190,7 @@ def test_compressed_messages_count_fewer_bytes_and_still_converge():
 
 def test_consensus_monte_carlo_combines_gaussian_subposteriors():
     """For Gaussian subposteriors the precision-weighted average of draws is exact (up to Monte Carlo error)."""
-    X, y, mean, var = regression(n=200)
+    X, y, mean, var = regression(n=200, correlated=False)
     run = btd.consensus_monte_carlo(linear_model(), (X, y), 2, num_samples=200, burn_in=300, thin=20,
                                     batch_size=100, sgld_lr=5e-4, noise_var=NOISE_VAR, progress=False)
     assert run.samples.shape == (200, 3)
@@ -179,7 +200,7 @@ def test_consensus_monte_carlo_combines_gaussian_subposteriors():
 
 
 def test_federated_averaging_runs_and_approaches_the_posterior_mean():
-    X, y, mean, var = regression()
+    X, y, mean, var = regression(correlated=False)
     run = btd.federated_averaging(linear_model(), (X, y), 2, rounds=10, local_steps=100, batch_size=100, lr=0.01,
                                   noise_var=NOISE_VAR, progress=False)
     assert ((run.posterior.mean - mean).abs() / var.sqrt()).max() < 0.5
@@ -276,6 +297,54 @@ def test_a_hung_worker_times_out_and_leaves_no_process():
     import multiprocessing
 
     assert not [p for p in multiprocessing.active_children() if p.name.startswith("bnn_teach-")]
+
+
+@pytest.mark.parametrize("num_data, num_workers", [(10, 8), (9, 4), (100, 7), (8, 8)])
+def test_the_data_split_has_exactly_one_near_equal_part_per_worker(num_data, num_workers):
+    parts = btd.algorithms.split(num_data, num_workers)
+    sizes = [len(p) for p in parts]
+    assert len(parts) == num_workers and max(sizes) - min(sizes) <= 1, sizes
+    assert sorted(torch.cat(parts).tolist()) == list(range(num_data))
+    labels = torch.arange(num_data) % 3
+    assert len(btd.algorithms.split(num_data, num_workers, "by_label", labels)) == num_workers
+
+
+def test_data_problems_are_named_in_one_line_before_any_process_starts(monkeypatch):
+    def no_processes(*args, **kwargs):
+        raise AssertionError("a process was started")
+
+    monkeypatch.setattr(btd.algorithms, "launch", no_processes)
+    X, y, _, _ = regression()
+    model = linear_model()
+    with pytest.raises(ValueError, match="train_data: X holds 1 NaN"):
+        btd.posterior_server(model, (X.index_put((torch.tensor([3]), torch.tensor([1])), torch.tensor(float("nan"))),
+                                     y), 2, noise_var=NOISE_VAR, progress=False)
+    with pytest.raises(ValueError, match="train_data: y holds 1 NaN"):
+        btd.posterior_server(model, (X, y.index_put((torch.tensor([0]),), torch.tensor(float("inf")))), 2,
+                             noise_var=NOISE_VAR, progress=False)
+    with pytest.raises(ValueError, match="pass noise_var="):
+        btd.posterior_server(model, (X, y), 2, progress=False)
+    with pytest.raises(ValueError, match=r"shape \(N,\) or \(N, 1\), got \(400, 2\)"):
+        btd.posterior_server(model, (X, torch.stack([y, y], 1)), 2, noise_var=NOISE_VAR, progress=False)
+    with pytest.raises(ValueError, match=r"test_data: X has inputs of shape \(5,\)"):
+        btd.posterior_server(model, (X, y), 2, noise_var=NOISE_VAR, test_data=(torch.randn(10, 5), y[:10]),
+                             progress=False)
+    with pytest.raises(ValueError, match="noise_var"):
+        btd.posterior_server(model, (X, y), 2, noise_var=-1.0, progress=False)
+
+
+def test_the_default_timeouts_grow_with_the_work_and_gloo_waits_about_one_round():
+    X, y, _, _ = regression()
+    short, _ = btd.algorithms.prepare("ep", linear_model(), (X, y), 2, rounds=2, local_steps=50, batch_size=100,
+                                      lr=0.01, noise_var=NOISE_VAR)
+    long, _ = btd.algorithms.prepare("ep", linear_model(), (X, y), 2, rounds=200, local_steps=50, batch_size=100,
+                                     lr=0.01, noise_var=NOISE_VAR)
+    (t_short, comm_short), (t_long, comm_long) = (btd.algorithms.default_timeouts(spec, 2, step_seconds=0.01)
+                                                  for spec in (short, long))
+    assert t_long - 120 == pytest.approx(100 * (t_short - 120)), (t_short, t_long)   # 100x the rounds
+    assert comm_long == pytest.approx(comm_short) and comm_long < t_long / 20, (comm_short, comm_long)
+    measured, comm = btd.algorithms.default_timeouts(long, 2)   # a step timed here
+    assert measured > 120 and 60 < comm < measured
 
 
 def test_bad_arguments_are_refused_before_any_process_starts():

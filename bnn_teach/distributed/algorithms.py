@@ -41,6 +41,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bnn_teach import kl as _kl
+from bnn_teach._checks import check_positive
 from bnn_teach.distributed import compress as _compress
 from bnn_teach.distributed.gaussian import (
     DiagGaussian,
@@ -163,8 +164,11 @@ class _Spec:
 
 
 def split(num_data: int, num_workers: int, how: str = "random", y: torch.Tensor | None = None, seed: int = 0) -> list:
-    """Indices of each worker's shard: ``"random"`` (a seeded permutation cut in m near-equal parts) or
-    ``"by_label"`` (sorted by label first: each worker sees few classes, the hard case for averaging)."""
+    """Indices of each worker's shard, exactly ``num_workers`` of them, whose sizes differ by at most one:
+    ``"random"`` (a seeded permutation) or ``"by_label"`` (sorted by label first: each worker sees few
+    classes, the hard case for averaging). Needs at least one data point per worker."""
+    if num_data < num_workers:
+        raise ValueError(f"{num_workers} workers need at least {num_workers} data points, got {num_data}")
     if how == "random":
         order = torch.randperm(num_data, generator=torch.Generator().manual_seed(seed))
     elif how == "by_label":
@@ -173,7 +177,7 @@ def split(num_data: int, num_workers: int, how: str = "random", y: torch.Tensor 
         order = torch.sort(y, stable=True).indices
     else:
         raise ValueError(f"unknown split {how!r}; use 'random' or 'by_label'")
-    return [chunk.clone() for chunk in order.chunk(num_workers)]
+    return [chunk.clone() for chunk in order.tensor_split(num_workers)]   # chunk() may return fewer parts
 
 
 # ------------------------------------------------------------------------------------------- worker side
@@ -415,19 +419,37 @@ def _consensus(rank, world_size, report, spec, start, worker):
 
 # ------------------------------------------------------------------------------------------- public entry points
 
-def _check_data(train_data, test_data, num_workers):
-    try:
-        X, y = train_data
-    except (TypeError, ValueError):
-        raise TypeError("train_data must be a pair (X, y) of tensors") from None
-    if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor) or len(X) != len(y):
-        raise TypeError("train_data must be a pair (X, y) of tensors with as many rows")
-    if len(X) < num_workers:
-        raise ValueError(f"{num_workers} workers need at least {num_workers} data points, got {len(X)}")
-    if test_data is not None:
-        Xt, yt = test_data
-        test_data = (Xt.cpu(), yt.cpu())
-    return X.cpu(), y.cpu(), test_data
+def _check_data(train_data, test_data, num_workers, noise_var=None):
+    """``(X, y, test)`` on the CPU, or a ValueError/TypeError naming the argument: everything that would
+    otherwise fail inside the processes, after they started."""
+    pairs = {"train_data": train_data} if test_data is None else {"train_data": train_data, "test_data": test_data}
+    checked = {}
+    for name, data in pairs.items():
+        try:
+            X, y = data
+        except (TypeError, ValueError):
+            raise TypeError(f"{name} must be a pair (X, y) of tensors") from None
+        if not isinstance(X, torch.Tensor) or not isinstance(y, torch.Tensor) or len(X) != len(y):
+            raise TypeError(f"{name} must be a pair (X, y) of tensors with as many rows")
+        if name == "train_data" and len(X) < num_workers:
+            raise ValueError(f"{num_workers} workers need at least {num_workers} data points, got {len(X)}")
+        for part, values in (("X", X), ("y", y)):
+            if values.is_floating_point() and not bool(torch.isfinite(values).all()):
+                bad = int((~torch.isfinite(values)).sum())
+                raise ValueError(f"{name}: {part} holds {bad} NaN or infinite value(s); clean the data first")
+        if noise_var is None and (y.is_floating_point() or y.dim() != 1):
+            raise ValueError(f"{name}: y must be class labels, integers of shape (N,), got {y.dtype} of shape "
+                             f"{tuple(y.shape)}; for real-valued targets pass noise_var= (the Gaussian "
+                             "likelihood's variance)")
+        if noise_var is not None and not (y.dim() == 1 or (y.dim() == 2 and y.shape[1] == 1)):
+            raise ValueError(f"{name}: real-valued targets y must have shape (N,) or (N, 1), got {tuple(y.shape)}")
+        checked[name] = (X.cpu(), y.cpu())
+    X, y = checked["train_data"]
+    test = checked.get("test_data")
+    if test is not None and test[0].shape[1:] != X.shape[1:]:
+        raise ValueError(f"test_data: X has inputs of shape {tuple(test[0].shape[1:])}, the training inputs "
+                         f"{tuple(X.shape[1:])}")
+    return X, y, test
 
 
 def prepare(algorithm: str, model: nn.Module, train_data, num_workers: int, *, split_how: str = "random",
@@ -437,9 +459,11 @@ def prepare(algorithm: str, model: nn.Module, train_data, num_workers: int, *, s
     check_int("num_workers", num_workers)
     for name in ("rounds", "local_steps", "batch_size"):
         check_int(name, settings[name])
-    X, y, test = _check_data(train_data, test_data, num_workers)
+    if settings.get("noise_var") is not None:
+        check_positive("noise_var", settings["noise_var"])
     model = copy.deepcopy(model).cpu()
     prior_of(model)   # a model without Bayes-by-Backprop layers or with a non-Gaussian prior fails here
+    X, y, test = _check_data(train_data, test_data, num_workers, settings.get("noise_var"))
     with torch.no_grad():   # data that do not fit the model fail here, not in every worker
         _nll(model.eval()(X[:2]), y[:2], settings.get("noise_var"))
     start = posterior_of(model)
@@ -458,6 +482,34 @@ def finish(spec: _Spec, out: dict, num_workers: int, seconds: float, split_how: 
                           history=out["history"], bytes_up=out["bytes_up"], bytes_down=out["bytes_down"],
                           seconds=round(seconds, 2), settings=settings, samples=out.get("samples"),
                           trace=out["trace"])
+
+
+def default_timeouts(spec: _Spec, num_workers: int, step_seconds: float | None = None) -> tuple[float, float]:
+    """``(timeout, comm_timeout)`` in seconds scaled to the work, from the time of a training step measured
+    here: a round is ``local_steps`` steps (``burn_in + num_samples * thin`` for consensus) on each worker,
+    the workers sharing the cores; both allow 20 times the estimate (a busy or slow machine) plus a margin.
+    ``comm_timeout`` (gloo's) covers one round, so a hung process is found within about one round.
+    ``step_seconds``: the time of one step, instead of measuring it (the median of three)."""
+    import os
+
+    if step_seconds is None:
+        model = copy.deepcopy(spec.model).train()
+        x, y = spec.X[:spec.batch_size], spec.y[:spec.batch_size]
+        seconds = []
+        for _ in range(3):
+            began = time.perf_counter()
+            model.zero_grad()
+            _nll(model(x), y, spec.noise_var).backward()
+            seconds.append(time.perf_counter() - began)
+        step_seconds = sorted(seconds)[1]
+    step = float(step_seconds)
+    steps = spec.burn_in + spec.num_samples * spec.thin if spec.algorithm == "consensus" else spec.local_steps
+    sharing = max(1.0, (num_workers + 1) / (os.cpu_count() or 1))
+    round_seconds = steps * step * sharing
+    if spec.test is not None:   # the server evaluates the test set after each round
+        round_seconds += step * len(spec.test[0]) / max(1, spec.batch_size)
+    rounds = spec.rounds if spec.algorithm != "consensus" else 1
+    return 120.0 + 20.0 * rounds * round_seconds, 60.0 + 20.0 * round_seconds
 
 
 def _import_before_fork():
@@ -488,9 +540,15 @@ def _run(algorithm: str, model: nn.Module, train_data, num_workers: int, *, prog
                 bar.set_postfix(test_acc=f"{row['test_acc']:.3f}")
 
     _import_before_fork()
+    scaled, comm_timeout = default_timeouts(spec, num_workers)
+    if timeout is None:
+        timeout = scaled
+    elif not timeout > 0:
+        raise ValueError(f"timeout must be positive seconds, got {timeout!r}")
     began = time.perf_counter()
     try:
-        out = launch(run_process, num_workers + 1, args=(spec, start), timeout=timeout, on_progress=on_progress)
+        out = launch(run_process, num_workers + 1, args=(spec, start), timeout=timeout, on_progress=on_progress,
+                     comm_timeout=comm_timeout)
     finally:
         if bar is not None:
             bar.close()
@@ -501,7 +559,7 @@ def posterior_server(model: nn.Module, train_data, num_workers: int, *, rounds: 
                      batch_size: int = 100, method: str = "vi", damping: float | None = None, lr: float = 1e-3,
                      sgld_lr: float = 1e-4, burn_in: int | None = None, compression=None, noise_var=None,
                      split: str = "random", test_data=None, trace: bool = False, seed: int = 0,
-                     timeout: float = 600.0, progress: bool = True) -> DistributedRun:
+                     timeout: float | None = None, progress: bool = True) -> DistributedRun:
     """Expectation propagation over ``num_workers`` worker processes and a server (module docstring).
 
     ``model``: a Bayes-by-Backprop model with Gaussian priors (its current posterior is where q starts;
@@ -512,6 +570,8 @@ def posterior_server(model: nn.Module, train_data, num_workers: int, *, rounds: 
     e.g. a decreasing schedule that averages noisy moments over more and more rounds (a module-level function
     where processes are spawned rather than forked). ``compression``: ``None``, ``"topk:FRACTION"``,
     ``"BITSbit"`` or a :class:`~bnn_teach.distributed.compress.Compressor`. ``trace=True`` keeps q after each round.
+    ``timeout``: seconds for the whole run; default scaled to the work (:func:`default_timeouts`, from a training
+    step timed before any process starts), as is the time a process waits for a silent peer.
     """
     if method not in ("vi", "sgld"):
         raise ValueError(f"method must be 'vi' or 'sgld', got {method!r}")
@@ -535,7 +595,7 @@ def posterior_server(model: nn.Module, train_data, num_workers: int, *, rounds: 
 
 def federated_averaging(model: nn.Module, train_data, num_workers: int, *, rounds: int = 10, local_steps: int = 100,
                         batch_size: int = 100, lr: float = 1e-3, noise_var=None, split: str = "random",
-                        test_data=None, trace: bool = False, seed: int = 0, timeout: float = 600.0,
+                        test_data=None, trace: bool = False, seed: int = 0, timeout: float | None = None,
                         progress: bool = True) -> DistributedRun:
     """Federated averaging of variational posteriors: each round every worker starts from the global (mu, sigma),
     runs ``local_steps`` of Bayes by Backprop on its shard with the prior and the KL divided by the full N (its shard
@@ -548,7 +608,7 @@ def federated_averaging(model: nn.Module, train_data, num_workers: int, *, round
 def consensus_monte_carlo(model: nn.Module, train_data, num_workers: int, *, num_samples: int = 100,
                           burn_in: int = 500, thin: int = 10, batch_size: int = 100, sgld_lr: float = 1e-4,
                           noise_var=None, split: str = "random", test_data=None, seed: int = 0,
-                          timeout: float = 600.0, progress: bool = True) -> DistributedRun:
+                          timeout: float | None = None, progress: bool = True) -> DistributedRun:
     """Consensus Monte Carlo: each worker runs SGLD on its subposterior p(theta)^(1/m) p(D_i | theta) from the model's
     mean (``burn_in`` steps, then ``num_samples`` draws ``thin`` steps apart) and sends its draws once; the server
     combines draw s of every worker as sum_i W_i theta_is / sum_i W_i, W_i the inverse of worker i's sample

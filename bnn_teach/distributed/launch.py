@@ -118,17 +118,22 @@ def _culprit(failed: dict, errors: dict) -> int:
     return min(failed, key=lambda r: (secondary(r), r))
 
 
-def launch(fn, world_size: int, args: tuple = (), timeout: float = 600.0, on_progress=None, name: str = "worker"):
+def launch(fn, world_size: int, args: tuple = (), timeout: float = 600.0, on_progress=None, name: str = "worker",
+           comm_timeout: float | None = None):
     """Run ``fn(rank, world_size, report, *args)`` in ``world_size`` processes joined by gloo; return rank 0's result.
 
     ``report(message)`` (any picklable) reaches ``on_progress(rank, message)`` in the parent. ``fn`` and ``args``
     must be picklable where fork is not used (a module-level function, tensors, modules).
     Raises :class:`WorkerError` when a process fails and ``TimeoutError`` after ``timeout`` seconds; both stop
-    every process first.
+    every process first. ``comm_timeout``: seconds one collective waits for a silent peer (gloo's timeout;
+    default ``timeout``): keep it near the longest gap between two messages, so a hung process is found fast.
     """
     check_int("world_size", world_size)
     if not timeout > 0:
         raise ValueError(f"timeout must be positive, got {timeout!r}")
+    comm_timeout = timeout if comm_timeout is None else min(float(comm_timeout), float(timeout))
+    if not comm_timeout > 0:
+        raise ValueError(f"comm_timeout must be positive, got {comm_timeout!r}")
     method = "fork" if sys.platform.startswith("linux") else "spawn"
     ctx = mp.get_context(method)
     queue = ctx.SimpleQueue()
@@ -136,7 +141,7 @@ def launch(fn, world_size: int, args: tuple = (), timeout: float = 600.0, on_pro
     with tempfile.TemporaryDirectory(prefix="bnn_teach_dist_") as tmp:
         result_path = Path(tmp) / "rank0.pt"
         processes = [ctx.Process(target=_child, name=f"bnn_teach-{name}-{rank}", daemon=True,
-                                 args=(fn, rank, world_size, port, queue, str(result_path), timeout, args))
+                                 args=(fn, rank, world_size, port, queue, str(result_path), comm_timeout, args))
                      for rank in range(world_size)]
         try:
             for p in processes:
