@@ -128,21 +128,34 @@ bt.selfcheck.number(answer, expected=0.5 / math.sqrt(2), rtol=0.01, mistakes={
 # 3. **project**: find the Gaussian $q_i'$ closest to $\tilde p_i$ (matching its mean and variance: moments);
 # 4. **new site** $t_i^{\text{new}} = q_i' / q_{-i}$.
 #
-# Xu et al. (2014) made this the **posterior server**: the server holds $q$, worker $i$ holds $t_i$ and its
-# shard, estimates the tilted moments by sampling (SGLD), and sends the change of its site. The poster
-# (Webb et al.) writes EP as the Lagrangian of a relaxed variational problem over the global natural
-# parameters $\tau$ and each worker's $(\eta_i, \tilde\tau_i)$,
+# Xu et al. (2014) ran EP across machines with workers that estimate the tilted moments by sampling
+# (SG-MCMC) and send their site's change. Hasenclever et al. (2017) named the **posterior server**: the
+# server holds $q$, worker $i$ holds $t_i$ and its shard, and the workers run SG-MCMC and report
+# *asynchronously*, each whenever it is done. The version here is **synchronous**: every round the server
+# waits for all $m$ workers, then updates $q$ once (simpler and reproducible with a seed; a slow worker
+# holds up the round).
 #
-# $$\max\; \langle \tau, \theta\rangle + \sum_i \langle \tilde\tau_i, \tilde\theta_i\rangle + H(\tau)
-#   + \sum_i \beta_i \big(H(\eta_i, \tilde\tau_i) - H(\eta_i)\big) \quad\text{s.t. } \tau = \eta_i,$$
+# **Damping.** With moments estimated from samples, step 4 replaces a site by a noisy estimate, and EP can
+# oscillate or fail to converge. Damped EP (Minka 2001; Heskes & Zoeter 2002) moves each site only a
+# fraction $\beta \in (0, 1]$ of the way in natural parameters. Write $t_i^{\text{new}} = q_i'/q_{-i}$ for the
+# site step 4 would install; then
 #
-# and observes that EP converges poorly when the moments are noisy: a noisy estimate replaces the site
-# outright. Subtracting $\sum_i \beta_i \mathrm{KL}(\eta_i \,\|\, \theta_i')$ convexifies the problem; the
-# fixed-point iteration it gives moves each site only part of the way, a **damped** update in natural
-# parameters:
+# $$t_i \leftarrow (1 - \beta)\, t_i + \beta\, t_i^{\text{new}}, \qquad\text{i.e.}\qquad
+#   t_i \leftarrow t_i + \Delta_i, \quad \Delta_i = \beta\,\big(t_i^{\text{new}} - t_i\big), \qquad
+#   q \leftarrow q + \sum_i \Delta_i ,$$
 #
-# $$t_i \leftarrow t_i + \Delta_i, \qquad \Delta_i = \beta\,\big(q_i'/q_{-i} - t_i\big), \qquad
-#   q \leftarrow q + \sum_i \Delta_i .$$
+# the last because $q = p \prod_i t_i$ is a sum in natural parameters. Damping does not change what EP
+# converges to: at a fixed point $\Delta_i = 0$, i.e. $t_i = t_i^{\text{new}}$, the undamped condition. It only
+# shortens the steps, and a step that is an average of successive noisy estimates has less noise. (The
+# poster by Webb et al. derives the same update from a Lagrangian with a weight $\beta_i$ per worker; we need
+# only the reading above, with one $\beta$.)
+#
+# **Which projection.** Step 3 as written matches moments: that is EP proper, what `method="sgld"` does
+# with its samples' moments. With `method="vi"` the worker instead fits a Gaussian to the tilted distribution
+# by minimising $\mathrm{KL}(q_i' \,\|\, \tilde p_i)$ with Bayes by Backprop (lecture 2's direction, which needs
+# no moments): the same iteration with the other KL, **partitioned variational inference** (Bui et al.
+# 2018). That is why one worker is exactly Bayes by Backprop, and why its fixed point is the mean-field
+# optimum (section 3).
 #
 # With $\beta = 1/m$ the new $q$ is the average of the workers' $q_i'$ *in natural parameters* (always a
 # proper Gaussian); a small $\beta$ also averages the noise of the moment estimates over rounds.
@@ -487,4 +500,7 @@ bt.selfcheck.number(answer, expected=8 * 2 * 79_510 * 4 / 1e6, rtol=0.01, mistak
 #   Management, 2016.
 # * B. McMahan, E. Moore, D. Ramage, S. Hampson, B. Agüera y Arcas. *Communication-Efficient Learning of Deep
 #   Networks from Decentralized Data*. AISTATS 2017.
-# * T. D. Bui, C. V. Nguyen, S. Swaroop, R. E. Turner. *Partitioned Variational Inference*. 2018.
+# * T. D. Bui, C. V. Nguyen, S. Swaroop, R. E. Turner. *Partitioned Variational Inference: A unified framework
+#   encompassing federated and continual learning*. 2018. [arXiv:1811.11206](https://arxiv.org/abs/1811.11206)
+# * T. Heskes, O. Zoeter. *Expectation Propagation for approximate inference in dynamic Bayesian networks*.
+#   UAI 2002 (damped EP).
