@@ -135,10 +135,11 @@ bt.selfcheck.number(answer, expected=2_000 * 8 + 301 * 4, rtol=1e-6, mistakes={
 #   - \mathbb E_{\varepsilon\sim\mathcal N(0,1)}\log\big\lvert 1 + \sqrt\alpha\,\varepsilon \big\rvert + C,$$
 #
 # and $\theta$ has dropped out. Why: $-\mathrm{KL}(q\|p) = \mathbb H[q] + \mathbb E_q \log p(w)$. The entropy
-# of $\mathcal N(\theta, \alpha\theta^2)$ is $\tfrac12\log(2\pi e\,\alpha\theta^2)
-# = \tfrac12\log(2\pi e) + \tfrac12\log\alpha + \log\lvert\theta\rvert$; the prior gives $\mathbb E_q[-\log\lvert w\rvert] = -\log\lvert\theta\rvert - \mathbb E
-# \log\lvert 1 + \sqrt\alpha\,\varepsilon\rvert$ plus its (improper) constant. The two $\log\lvert\theta\rvert$ cancel:
-# scaling a weight scales its posterior and the log-uniform prior alike, so only the relative noise
+# of $\mathcal N(\theta, \alpha\theta^2)$ is $\tfrac12\log(2\pi e) + \tfrac12\log\alpha + \log\lvert\theta\rvert$.
+# With $w = \theta(1 + \sqrt\alpha\,\varepsilon)$ the prior gives $\mathbb E_q[-\log\lvert w\rvert]$, which is
+# $-\log\lvert\theta\rvert$ minus $\mathbb E \log\lvert 1 + \sqrt\alpha\,\varepsilon\rvert$, plus its (improper)
+# constant. The two $\log\lvert\theta\rvert$ cancel: scaling a weight scales its posterior and the log-uniform
+# prior alike, so only the relative noise
 # $\alpha$ is charged. That is the point of this prior. The expectation has no closed form;
 # Molchanov et al. fit it:
 #
