@@ -78,6 +78,13 @@ MISTAKES["A3_mc_dropout"] = {
     "auroc_ties_ignored": ("auroc", "return float(greater + 0.5 * ties)", "return float(greater)", {"test_auroc"}),
     "ood_labels_reversed": ("ood_auroc", "torch.cat([torch.zeros(len(X_in)), torch.ones(len(X_out))])",
                             "torch.cat([torch.ones(len(X_in)), torch.zeros(len(X_out))])", {"test_ood"}),
+    # answers the visible tests take but the grader's own inputs do not
+    "ood_hard_coded": ("ood_auroc", 'return {"total": auroc(total, labels), "epistemic": auroc(epistemic, labels)}',
+                       'return {"total": 0.94, "epistemic": 0.999}', {"test_ood"}),
+    "dropout_found_by_position": ("mc_dropout_predict",
+                                  "for module in model.modules():\n        if isinstance(module, nn.Dropout):\n"
+                                  "            module.train()", "model[4].train()",
+                                  {"test_mc_dropout_samples", "test_mc_dropout_batchnorm", "test_ood"}),
 }
 
 MISTAKES["A4_sparsevd"] = {
@@ -93,6 +100,11 @@ MISTAKES["A4_sparsevd"] = {
     "lrt_noise_shared_by_the_batch": ("linear_svdo", "torch.sqrt(var + 1e-8) * torch.randn_like(mean)",
                                       "torch.sqrt(var + 1e-8) * torch.randn(mean.shape[-1])",
                                       {"test_svdo_train_moments"}),
+    # answers the visible tests take but the grader's own inputs do not
+    "compression_hard_coded": ("compression", "return total / max(kept, 1)", "return 48 / 27", {"test_compression"}),
+    "layers_found_among_children": ("compression", "[m for m in model.modules() if isinstance(m, MyLinearSVDO)]",
+                                    "[m for m in model.children() if isinstance(m, MyLinearSVDO)]",
+                                    {"test_compression"}),
 }
 
 MISTAKES["A6_sgmcmc"] = {
@@ -106,6 +118,11 @@ MISTAKES["A6_sgmcmc"] = {
                                  "probs.append(torch.softmax(model(X), dim=-1))\n    return torch.stack(probs).mean(0)",
                                  "probs.append(model(X))\n    return torch.softmax(torch.stack(probs).mean(0), -1)",
                                  {"test_ensemble_shapes"}),
+    # answers the visible tests take but the grader's own inputs do not
+    "sghmc_without_noise": ("sghmc_step", " + math.sqrt(2 * friction * lr * temperature) * noise", "",
+                            {"test_sghmc_step"}),
+    "run_sgld_ignores_the_generator": ("run_sgld", "torch.randn(p, generator=generator, dtype=X.dtype)",
+                                       "torch.randn(p, dtype=X.dtype)", {"test_run_sgld"}),
 }
 
 MISTAKES["A5_ard_groups"] = {
@@ -117,4 +134,15 @@ MISTAKES["A5_ard_groups"] = {
                               "torch.exp(z_log_sigma2) * torch.randn_like(x)", {"test_group_input_moments"}),
     "shrink_without_the_mask": ("shrink", "(layer.mean_weight() * layer.pruning_mask()).detach()",
                                 "layer.mean_weight().detach()", {"test_shrink"}),
+    # answers the visible tests take but the grader's own inputs do not
+    "kl_ard_overflows": ("ard", "return 0.5 * F.softplus(-log_alpha)",
+                         "return 0.5 * torch.log1p(torch.exp(-log_alpha))", {"test_kl_ard"}),
+    "group_noise_shared_by_the_neurons": ("group_input", "torch.randn_like(x)", "torch.randn_like(x[:, :1])",
+                                          {"test_group_input_moments"}),
+    "group_pruned_hard_coded": ("group_input", "return x * z_mu * (z_log_alpha < threshold).to(x.dtype)",
+                                "return torch.tensor([[1.0, 0.0, -6.0, 0.004]], dtype=torch.float64)",
+                                {"test_group_input_pruned"}),
+    "first_layer_threshold_hard_coded": ("shrink", "torch.nonzero(model.fc1.neuron_mask()).flatten()",
+                                         "torch.nonzero(model.fc1.z_log_alpha < 3.0).flatten()",
+                                         {"test_first_layer_inputs"}),
 }
