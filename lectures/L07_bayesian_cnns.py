@@ -387,13 +387,13 @@ fig = bt.viz.plot_reliability_grid({name: predictions[name]["test digits"] for n
 # model is more confident than it is accurate (overconfident), a bar above it, underconfident. Bins
 # with few inputs (low confidence, on the left) are noisy.
 #
-# What the table says, checked on its numbers in the next cell: averaging the predictions of many
-# weights lowers the NLL of the SGLD ensemble below the plain network's (fewer confident mistakes, which
-# the NLL punishes most). The SGLD chain also trained the network for extra steps; the control, the plain
-# network trained for the same extra steps without noise, says how much of the gain is training rather
-# than averaging (the printed line says which won in this run: in FAST mode's short chain the control
-# can win, and then the ensemble's advantage is no evidence for sampling); and that of Bayes by Backprop too once it has trained on enough images for
-# long enough (full mode; in FAST mode's two short epochs its noisy weights may not have caught up).
+# What the table says, checked on its numbers in the next cell: the NLL of the SGLD ensemble is below
+# the plain network's (fewer confident mistakes, which the NLL punishes most), and so is that of Bayes by
+# Backprop once it has trained on enough images for long enough (full mode; in FAST mode's two short
+# epochs its noisy weights may not have caught up). The SGLD chain also trained the network for extra
+# steps; the control, the plain network trained for the same extra steps without noise, says how much of
+# the gain is training rather than averaging (the printed line says which won in this run: in FAST mode's
+# short chain the control can win, and then the ensemble's advantage is no evidence for sampling).
 # SparseVD has already removed many of its weights in this short run (its compression ratio is printed
 # below) and pays for it in accuracy and NLL: its KL, summed over every weight and divided by only
 # `TRAIN_SIZE` images, pulls hard, and lecture 5's recipe trains for far longer. Read the ECE column
