@@ -182,7 +182,8 @@ class GuardedExecute(Execute):
         if label in self._probes:
             event = self.cell_log[-1].get("event") if self.cell_log else None
             if self._lost is not None or event is not None:
-                self.observed[label] = {"error": f"the test cell {label} did not run to its end ({event or 'not run'})"}
+                self.observed[label] = {"missing": "not checked: the test cell did not run to its end "
+                                                   f"({event or 'not run'})"}
             else:
                 probe = nbformat.v4.new_code_cell(self._probes[label])
                 probe.metadata["nbgrader"] = {"grade_id": f"{label} (grader's check)"}
@@ -192,8 +193,10 @@ class GuardedExecute(Execute):
 
                 data, error = observed_result(probe.outputs)
                 if self.cell_log and self.cell_log[-1].get("event"):
-                    data, error = None, f"the grader's check stopped: {self.cell_log[-1]['event']}"
-                self.observed[label] = {"data": data} if data is not None else {"error": error}
+                    self.observed[label] = {"missing": f"not checked: the grader's check of this cell stopped "
+                                                      f"({self.cell_log[-1]['event']})"}
+                else:
+                    self.observed[label] = {"data": data} if data is not None else {"error": error}
         return cell
 
     async def _guarded(self, cell, cell_index, execution_count=None, store_history=True):
@@ -236,6 +239,15 @@ class GuardedExecute(Execute):
                                              f"the kernel {what} while this cell ran"
                                              + (f" (after {record.get('cpu', 0):.0f} s of CPU, "
                                                 f"{record.get('wall', 0):.0f} s)" if stopped else "")))
+        except ValueError as garbled:  # a message the kernel's session did not sign (e.g. from a forked child)
+            if "Signature" not in str(garbled):
+                raise
+            self._lost = (label, "sent a message the grader could not authenticate")
+            record.update(event="kernel died", detail="it sent a message with an invalid signature and was stopped")
+            with contextlib.suppress(Exception):
+                await ensure_async(self.km.shutdown_kernel(now=True))
+            cell.outputs.append(error_output("KernelDied", "the kernel sent a message the grader could not "
+                                                           "authenticate while this cell ran, and was stopped"))
         finally:
             watch.cancel()
             record.setdefault("cpu", round(max(0.0, _cpu_seconds(process) - cpu0) if process else 0.0, 2))

@@ -208,10 +208,13 @@ def observed_result(outputs: list) -> tuple[str | None, str | None]:
 
 
 def judge(prepared: Prepared, grade_id: str, record: dict | None) -> tuple[bool, str]:
-    """(passed, message) for one cell from the probe's ``record`` (``{"data": base64}`` or ``{"error": ...}``)."""
+    """(passed, message) for one cell from the probe's ``record``: ``{"data": base64}``, ``{"error": what the
+    student's code raised}`` or ``{"missing": why no check ran}``."""
     verdict = prepared.spec.verdicts[grade_id]
     if not record:
         return False, "not checked: the cell did not run to its end"
+    if record.get("missing"):
+        return False, record["missing"]
     if record.get("error", "").startswith("NotImplementedError"):
         return False, "not answered yet: replace `raise NotImplementedError()` with your code"
     if record.get("error"):
