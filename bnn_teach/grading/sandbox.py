@@ -103,13 +103,16 @@ def bwrap_command(command: list[str], workdir: Path, shared: Path, env: dict, li
 
     home = "/tmp/home"
     package = Path(bnn_teach.__file__).resolve().parent
-    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv"]
+    # the private /tmp first: what is bound below may live under the host's /tmp (a course, a virtual
+    # environment or the grading build there) and must not be hidden by it
+    args = ["bwrap", "--unshare-all", "--die-with-parent", "--new-session", "--clearenv",
+            "--tmpfs", "/tmp", "--dir", home]
     for path in _readable_paths():
         source = Path(library).resolve() if library is not None and path == package else path
         args += ["--ro-bind", str(source), str(path)]
     if library is not None and package not in _readable_paths():  # the package inside a bound folder
         args += ["--ro-bind", str(Path(library).resolve()), str(package)]
-    args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp", "--dir", home,
+    args += ["--proc", "/proc", "--dev", "/dev",
              "--bind", str(shared), str(shared), "--bind", str(workdir), str(workdir), "--chdir", str(workdir)]
     inside = {"HOME": home, "TMPDIR": "/tmp", "PATH": os.pathsep.join([str(Path(sys.executable).parent),
                                                                         "/usr/local/bin", "/usr/bin", "/bin"]),
