@@ -114,9 +114,7 @@ def sources(targets=None, root=None) -> list[Path]:
             path = root / target
         if path.is_dir():
             found += sorted(p for p in path.rglob("*.py")
-                            if not p.name.startswith("_") and ".ipynb_checkpoints" not in p.parts
-                            # an assignment's source is solutions/<id>/<id>.py; its verdicts.py is not a notebook
-                            and (p.parent.parent.name != "solutions" or p.stem == p.parent.name))
+                            if not p.name.startswith("_") and ".ipynb_checkpoints" not in p.parts)
         elif path.suffix == ".ipynb" and path.with_suffix(".py").exists():
             found.append(path.with_suffix(".py"))
         elif path.suffix == ".py" and path.exists():

@@ -76,7 +76,7 @@ def page_text(path):
 
 
 def probe_lines(root, name):
-    """The code lines of the grader's probes (solutions/<name>/verdicts.py) that appear nowhere in the
+    """The code lines of the grader's probes (solutions/<name>/_verdicts.py) that appear nowhere in the
     release or the solution, long enough to mean something, space-squashed: what feedback must never show."""
     from bnn_teach.grading import verdicts
 

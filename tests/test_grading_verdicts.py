@@ -36,7 +36,7 @@ def test_every_test_cell_has_one_verdict_and_its_inputs_are_fixed(name):
         compile(verdict.probe, grade_id, "exec")  # a probe is valid Python
         assert "result" in verdict.probe, f"{grade_id}: a probe sets `result`"
     source = (ROOT / "solutions" / name / f"{name}.py").read_text()
-    assert "### BEGIN HIDDEN TESTS" not in source, "the checks live in verdicts.py, not in the notebook"
+    assert "### BEGIN HIDDEN TESTS" not in source, "the checks live in _verdicts.py, not in the notebook"
 
 
 def test_results_travel_as_numbers_only():

@@ -18,7 +18,7 @@ Grading an honest student can rely on:
   only its scores are merged into ``course/gradebook.db``, under a lock (:class:`GradebookGuard`), so two
   commands at once never undo each other. Files a submission's code changed are restored and reported.
 - **The student's code decides no verdict.** Each test cell scores by its verdict
-  (``solutions/<id>/verdicts.py``, :mod:`bnn_teach.grading.verdicts`): a probe run right after the cell
+  (``solutions/<id>/_verdicts.py``, :mod:`bnn_teach.grading.verdicts`): a probe run right after the cell
   sends back the student's functions' outputs on the grader's inputs, as numbers; this process, which
   never runs student code, judges them against references computed before any submission ran. The
   library functions an assignment rebuilds are absent from the kernel (a grading build of bnn_teach).
@@ -483,7 +483,7 @@ def _grade_one(root: Path, assignment: str, student: str, submission: Path, work
                 maximum = float(cell.max_score)
                 if cell.name not in prepared.spec.verdicts:
                     passed, message = False, "the grader has no verdict for this cell: tell the instructor"
-                    result.problems.append(f"{cell.name}: no verdict in solutions/{assignment}/verdicts.py")
+                    result.problems.append(f"{cell.name}: no verdict in solutions/{assignment}/_verdicts.py")
                 elif not graded:  # never a score beside a failure of the grader
                     passed, message = False, "not graded: see the problems above"
                 else:

@@ -1,6 +1,6 @@
 """Verdicts: how a test cell's points are decided without trusting the student's code (the trusted side).
 
-Every graded cell of an assignment has a :class:`Verdict` in ``solutions/<id>/verdicts.py`` (instructor-only:
+Every graded cell of an assignment has a :class:`Verdict` in ``solutions/<id>/_verdicts.py`` (instructor-only:
 never released, never visible to a graded kernel). Grading a submission goes:
 
 1. **Before any student code runs**, in the grader's own process: each verdict's ``inputs`` are drawn from a
@@ -104,8 +104,8 @@ class Prepared:
 
 
 def load(assignment: str, root: Path) -> Spec:
-    """``root/solutions/<assignment>/verdicts.py`` as a :class:`Spec`; refuses a missing file in one line."""
-    path = Path(root) / "solutions" / assignment / "verdicts.py"
+    """``root/solutions/<assignment>/_verdicts.py`` as a :class:`Spec`; refuses a missing file in one line."""
+    path = Path(root) / "solutions" / assignment / "_verdicts.py"
     if not path.exists():
         raise FileNotFoundError(f"no verdicts for {assignment}: {path} is missing (every graded cell needs one)")
     spec = importlib.util.spec_from_file_location(f"bnn_teach_verdicts_{assignment}", path)
