@@ -40,6 +40,10 @@ bt.utils.set_seed(SEED)
 
 # %% [markdown]
 # ## 1. The picture: two directions of the KL divergence
+#
+# **Notation.** In this section $p$ is the *target*: any density we want to approximate (in variational
+# inference it will be the posterior). From section 2 on, $p$ is always written with its argument: $p(w)$
+# the prior, $p(\mathcal D \mid w)$ the likelihood, $p(w \mid \mathcal D)$ the posterior.
 
 # %%
 target = bt.vi.mixture_target(means=(-2.0, 2.0), stds=(0.6, 0.6))
@@ -78,7 +82,7 @@ print(f"the mass-covering fit is {s_cover / s_right:.1f}x wider than a mode-seek
 
 # %% [markdown]
 # Variational inference uses $\mathrm{KL}(q\|p)$, because its expectation is under $q$, which we can
-# sample, while the posterior $p$ is what we cannot. It also needs $p$ only up to its normaliser: with
+# sample, while the target (the posterior) is what we cannot. It also needs $p$ only up to its normaliser: with
 # $p = \tilde p / Z$, $\mathrm{KL}(q\|p) = \mathbb E_q[\log q - \log \tilde p] + \log Z$, and $\log Z$ does
 # not depend on $q$, so it drops out of the minimisation (for a posterior, $Z = p(\mathcal D)$, the one
 # number we cannot compute). Expect Bayesian networks trained this way to be
@@ -182,7 +186,7 @@ assert (mean_field_sd < Sigma.diagonal().sqrt()).all()
 #
 # $$\mathcal L = -\frac{\text{ELBO}}{N}
 #   \approx \underbrace{\frac1B \sum_{i \in \text{batch}} -\log p(y_i \mid x_i, w)}_{\mathtt{nll}}
-#   + \mathtt{kl\_weight}\cdot\frac{\mathrm{KL}(q\|p)}{N},
+#   + \mathtt{kl\_weight}\cdot\frac{\mathrm{KL}(q(w)\|p(w))}{N},
 #   \qquad w \sim q,$$
 #
 # `bt.objectives.elbo_loss(nll, kl, num_data)`. Dividing by $N$ changes neither the optimum nor the
@@ -268,14 +272,20 @@ fig = bt.viz.plot_gradient_estimators({"score function": estimates["score"],
 for name, e in estimates.items():
     error = 3 * e.std() / math.sqrt(len(e))
     assert abs(e.mean() - 2 * MU) < error, f"{name}: unbiased, within 3 standard errors"
+medians = {name: e.median().item() for name, e in estimates.items()}
+assert abs(medians["score"]) < 0.1 and abs(medians["reparam"] - 2 * MU) < 0.1, medians
 variance_ratio = float(estimates["score"].var() / estimates["reparam"].var())
 print(f"variance: score {estimates['score'].var():.2f}, reparametrization {estimates['reparam'].var():.2f} "
       f"({variance_ratio:.1f}x smaller)")
 
 # %% [markdown]
-# Both histograms centre on the exact gradient, but the score-function estimates spread far wider:
-# a step of SGD would need many times more samples to be as precise. For $f(w) = w^2$ the variances
-# are known: $4\sigma^2 = 4$ for the reparametrization and
+# Both estimators are unbiased: their means (in the legend) match the exact gradient 2. Their shapes do not.
+# The reparametrization estimates $2(\mu + \sigma\varepsilon)$ form a symmetric bell around 2. The
+# score-function estimates $f(w)(w - \mu)/\sigma^2 = \varepsilon(1 + \varepsilon)^2$ here are skewed: half of
+# them lie below 0 (their median is about 0), and the mean of 2 is carried by a long right tail of rare,
+# large values, partly beyond the plotted axis (the legend gives the share). A single score-function sample
+# usually points the wrong way or nowhere; SGD would need many times more samples to be as precise.
+# For $f(w) = w^2$ the variances are known: $4\sigma^2 = 4$ for the reparametrization and
 # $(\mu^4 + 18\mu^2\sigma^2 + 15\sigma^4)/\sigma^2 - 4\mu^2 = 30$ for the score function (expand
 # $\mathbb E[w^4 (w-\mu)^2]/\sigma^4$ with the Gaussian moments $\mathbb E\varepsilon^4 = 3$,
 # $\mathbb E\varepsilon^6 = 15$), which the measured values match.
@@ -290,9 +300,9 @@ torch.testing.assert_close(estimates["score"].var(), torch.tensor(30.0, dtype=to
 #
 # ## Summary
 #
-# * VI fits $q$ by maximising the ELBO $= \mathbb E_q[\log p(\mathcal D\mid w)] - \mathrm{KL}(q\|p)$, which
+# * VI fits $q$ by maximising the ELBO $= \mathbb E_q[\log p(\mathcal D\mid w)] - \mathrm{KL}(q(w)\|p(w))$, which
 #   equals $\log p(\mathcal D) - \mathrm{KL}(q\|\text{posterior})$ (checked above to Monte Carlo precision).
-# * That is the mode-seeking direction $\mathrm{KL}(q\|p)$: $q$ sits in one region of the posterior and
+# * That is the mode-seeking direction $\mathrm{KL}(q\|\text{posterior})$: $q$ sits in one region of the posterior and
 #   is too narrow where the posterior is correlated or multimodal.
 # * The course's loss is $-\text{ELBO}/N$: mean NLL of the batch + KL$/N$ (`bt.objectives.elbo_loss`);
 #   dividing the KL by the batch size instead makes the posterior far too wide (measured above).

@@ -1,5 +1,6 @@
 """bnn_teach.distributed: natural parameters, compression, the posterior server against the exact posterior of
 Bayesian linear regression (2 and 4 worker processes over gloo on 127.0.0.1), the baselines, and failures."""
+import copy
 import math
 import os
 import signal
@@ -9,6 +10,7 @@ import pytest
 import torch
 from torch import nn
 from torch.distributions import Normal
+from torch.nn import functional as F
 
 import bnn_teach as bt
 from bnn_teach import distributed as btd
@@ -217,6 +219,27 @@ def test_predict_on_a_classifier_gives_probabilities():
     probs = run.predict(model, X[:5], num_samples=4)
     assert probs.shape == (4, 5, 10) and torch.allclose(probs.sum(-1), torch.ones(4, 5), atol=1e-5)
     assert 0.0 <= run.history[-1]["test_acc"] <= 1.0
+
+
+def test_round_metrics_score_every_round_of_the_trace():
+    torch.manual_seed(0)
+    X = torch.randn(200, 1, 28, 28)
+    y = torch.randint(0, 10, (200,))
+    model = bt.models.lenet300("bbb")
+    run = btd.posterior_server(model, (X, y), 2, rounds=3, local_steps=2, batch_size=50, progress=False, trace=True)
+    rows = run.round_metrics(model, (X[:40], y[:40]), num_samples=3)
+    assert [row["round"] for row in rows] == [1, 2, 3]
+    torch.manual_seed(1)
+    net = btd.gaussian.load_posterior_(copy.deepcopy(model), run.trace[0]).eval()
+    with bt.nn.sampling(net):
+        probs = torch.stack([torch.softmax(net(X[:40]), -1) for _ in range(3)]).mean(0)
+    torch.manual_seed(1)
+    first = run.round_metrics(model, (X[:40], y[:40]), num_samples=3)[0]   # the first three draws, as above
+    assert first["nll"] == pytest.approx(F.nll_loss(probs.log(), y[:40]).item(), abs=1e-4)
+    assert first["accuracy %"] == pytest.approx(100 * (probs.argmax(-1) == y[:40]).float().mean().item(), abs=0.01)
+    untraced = btd.posterior_server(model, (X, y), 2, rounds=1, local_steps=1, batch_size=50, progress=False)
+    with pytest.raises(ValueError, match="trace=True"):
+        untraced.round_metrics(model, (X[:40], y[:40]))
 
 
 # ------------------------------------------------------------------------------------------- failures

@@ -342,9 +342,16 @@ def test_gradient_estimator_histograms_report_each_mean_and_variance():
     fig = bt.viz.plot_gradient_estimators({"score function": score, "reparametrization": reparam}, true_gradient=2.0)
     ax = fig.axes[0]
     labels = ax.get_legend_handles_labels()[1]
-    assert labels[0] == f"score function: mean {score.mean():.3g}, variance {score.var(unbiased=False):.3g}"
+    lo, hi = np.percentile(torch.cat([score, reparam]).numpy(), [1, 99])
+    outside = ((score < lo) | (score > hi)).double().mean().item()
+    assert labels[0] == (f"score function: mean {score.mean():.3g}, median {np.median(score.numpy()):.3g}, "
+                         f"variance {score.var(unbiased=False):.3g} ({100 * outside:.1f} % beyond the axis)")
     assert labels[1].startswith("reparametrization: mean") and labels[2] == "exact gradient 2"
     assert len(ax.patches) == 2 * 80, "one histogram of 80 bins per estimator"
+    heights = np.array([p.get_height() for p in ax.patches[:80]])
+    width = ax.patches[0].get_width()
+    assert heights.sum() * width == pytest.approx(1 - outside, abs=1e-6), "the densities count what is off the axis"
+    assert heights[-1] < 2 * heights[-2], "the tail beyond the axis is not piled into the last bin"
     assert ax.get_xlabel() and ax.get_ylabel() and ax.get_title()
     with pytest.raises(ValueError, match="samples is empty"):
         bt.viz.plot_gradient_estimators({})

@@ -109,6 +109,24 @@ class DistributedRun:
                 "MB down": round(self.bytes_down / 1e6, 3), "seconds": self.seconds}
 
     @torch.no_grad()
+    def round_metrics(self, model: nn.Module, test_data, num_samples: int = 10) -> list:
+        """Test accuracy and NLL of the posterior predictive after every round, from the run's ``trace``
+        (``trace=True``): one dict per round, ``{"round", "accuracy %", "nll"}``."""
+        from bnn_teach import metrics
+        from bnn_teach.predict import mc_predict
+
+        if not self.trace:
+            raise ValueError("the run kept no trace: pass trace=True to the run to evaluate every round")
+        X, y = test_data
+        net = copy.deepcopy(model)
+        rows = []
+        for r, q in enumerate(self.trace, start=1):
+            probs = mc_predict(load_posterior_(net, q), X, num_samples=num_samples).mean(0)
+            rows.append({"round": r, "accuracy %": round(100 * metrics.accuracy(probs, y), 2),
+                         "nll": round(metrics.nll(probs, y), 4)})
+        return rows
+
+    @torch.no_grad()
     def predict(self, model: nn.Module, X: torch.Tensor, num_samples: int = 20) -> torch.Tensor:
         """``(S, B, C)`` predictive probabilities: S draws from the posterior (or the S consensus draws)."""
         from bnn_teach.predict import mc_predict
