@@ -288,18 +288,38 @@ class CyclicalLR(LambdaLR):
 
     Step it once per optimiser step. ``is_sampling(k)`` is True in the last ``1 - exploration``
     fraction of each cycle, where samples are collected (the first part explores).
+
+    ``exploration_temperature``: ``None`` keeps the sampler's temperature throughout; ``0.0`` makes the
+    exploration stage plain SGD with no injected noise, as in Zhang et al.'s Algorithm 1 (the sampler's own
+    temperature returns for the sampling stage). It needs a sampler with a ``temperature`` (SGLD, SGHMC).
     """
 
-    def __init__(self, optimizer, total_steps: int, num_cycles: int, exploration: float = 0.8):
+    def __init__(self, optimizer, total_steps: int, num_cycles: int, exploration: float = 0.8,
+                 exploration_temperature: float | None = None):
         check_positive("total_steps", total_steps, integer=True)
         check_positive("num_cycles", num_cycles, integer=True)
         if not 0.0 <= exploration < 1.0:
             raise ValueError(f"exploration must be in [0, 1), got {exploration!r}")
+        if exploration_temperature is not None:
+            if any("temperature" not in group for group in optimizer.param_groups):
+                raise ValueError("exploration_temperature needs a sampler with a temperature (SGLD, SGHMC), "
+                                 f"got {type(optimizer).__name__}")
+            if isinstance(exploration_temperature, bool) or not exploration_temperature >= 0:
+                raise ValueError(f"exploration_temperature must be >= 0 or None, got {exploration_temperature!r}")
         self.cycle_length = math.ceil(total_steps / num_cycles)
         self.exploration = exploration
+        self.exploration_temperature = exploration_temperature
+        self._sampling_temperatures = [group.get("temperature") for group in optimizer.param_groups]
         super().__init__(
             optimizer, lambda k: 0.5 * (math.cos(math.pi * (k % self.cycle_length) / self.cycle_length) + 1.0)
         )
+
+    def step(self, *args, **kwargs):
+        super().step(*args, **kwargs)
+        if self.exploration_temperature is not None:
+            sampling = self.is_sampling()
+            for group, temperature in zip(self.optimizer.param_groups, self._sampling_temperatures):
+                group["temperature"] = temperature if sampling else self.exploration_temperature
 
     def is_sampling(self, step: int | None = None) -> bool:
         k = self.last_epoch if step is None else step

@@ -44,6 +44,7 @@ SA_STEPS = 2_000 if FAST else 10_000  # sampler steps on the large-p-small-n reg
 TRAIN_SIZE = 2_000 if FAST else 10_000  # MNIST training images
 TEST_SIZE = 2_000 if FAST else 10_000
 NUM_EPOCHS = 20 if FAST else 40  # for the SGD network and each SGLD chain on MNIST
+NAIVE_STEPS = 4_000 if FAST else 8_000  # steps of the naive-SGHMC demonstration (section 4)
 HMC_CHAINS, HMC_ITERATIONS = (2, 600) if FAST else (4, 2_000)  # the reference posterior of section 8
 bt.utils.set_seed(SEED)
 
@@ -359,6 +360,79 @@ for name, make_sampler in others.items():
 # Both sample the right posterior, pSGLD with a larger variance error (printed): its preconditioner moves
 # with the noisy gradients, and the dropped $\Gamma$ term is not exactly zero.
 #
+# **Why the friction?** Chen et al.'s point. The obvious way to make HMC scale is to keep its dynamics,
+# $v \leftarrow v - \eta\,\widehat{\nabla U}(\theta)$, $\theta \leftarrow \theta + v$, and swap the full gradient
+# for a mini-batch one ("naive SGHMC"). With the exact gradient these dynamics conserve the energy
+# $U(\theta) + \lVert v\rVert^2 / 2\eta$ (up to the discretisation), so chains started in the posterior stay
+# in it. A mini-batch gradient is the exact one plus noise, and each step's noise kicks $v$ by a random
+# $\eta\,(\widehat{\nabla U} - \nabla U)$: the energy takes a random walk that only grows, and the chains
+# drift outwards. The friction $\alpha$ removes energy at the rate the noise brings it in. The naive sampler
+# is four lines (written here for the demonstration; do not use it). All chains start at exact posterior
+# draws with momenta at their stationary spread $\mathcal N(0, \eta)$, so any drift is the sampler's doing:
+
+# %%
+class NaiveSGHMC(torch.optim.Optimizer):
+    """Hamiltonian dynamics with a mini-batch gradient and no friction (Chen et al. 2014, section 3.1)."""
+
+    def __init__(self, params, lr, num_data):
+        super().__init__(params, dict(lr=lr, num_data=num_data))
+
+    @torch.no_grad()
+    def step(self):
+        for group in self.param_groups:
+            for p in group["params"]:
+                v = self.state[p].setdefault("momentum", torch.zeros_like(p))
+                v.add_(p.grad, alpha=-group["lr"] * group["num_data"])
+                p.add_(v)
+
+
+def spread_over_time(make_sampler, batch_size, num_steps=NAIVE_STEPS, every=NAIVE_STEPS // 8, seed=SEED):
+    """E[(w - mu)^2] / Sigma_ii over chains started at exact posterior draws, averaged over the two weights."""
+    torch.manual_seed(seed)
+    start = post_mean + torch.randn(NUM_CHAINS, 2, dtype=torch.float64) @ torch.linalg.cholesky(post_cov).T
+    w = start.float().requires_grad_(True)
+    sampler = make_sampler([w], len(X_reg))
+    sampler.state[w]["momentum"] = math.sqrt(sampler.param_groups[0]["lr"]) * torch.randn(NUM_CHAINS, 2)
+    spreads = []
+    for step in range(1, num_steps + 1):
+        idx = torch.randint(0, len(X_reg), (NUM_CHAINS, batch_size))
+        if batch_size == len(X_reg):
+            idx = torch.arange(len(X_reg)).expand(NUM_CHAINS, -1)  # the full data: the exact gradient
+        resid = y_reg[idx] - (X_reg[idx] * w[:, None, :]).sum(-1)
+        loss = (resid**2).mean(1) / (2 * NOISE_VAR) + (w**2).sum(1) / (2 * len(X_reg))
+        sampler.zero_grad()
+        loss.sum().backward()
+        sampler.step()
+        if step % every == 0:
+            spreads.append((((w.detach().double() - post_mean) ** 2).mean(0) / post_cov.diag()).mean().item())
+    return spreads
+
+
+LR_NAIVE = 2e-5
+spreads = {
+    "naive SGHMC, mini-batches of 50": spread_over_time(lambda p, n: NaiveSGHMC(p, LR_NAIVE, n), 50),
+    "naive SGHMC, exact gradient": spread_over_time(lambda p, n: NaiveSGHMC(p, LR_NAIVE, n), len(X_reg)),
+    "SGHMC, friction α = 0.1, mini-batches of 50": spread_over_time(
+        lambda p, n: bt.sgmcmc.SGHMC(p, lr=LR_NAIVE, num_data=n, friction=0.1), 50),
+}
+steps_axis = [NAIVE_STEPS // 8 * (k + 1) for k in range(8)]
+fig = bt.viz.plot_sweep(steps_axis, spreads, "steps", "E[(w - μ)²] / exact variance (1 = the posterior's)",
+                        "Started in the posterior: only the naive sampler with noisy gradients drifts out",
+                        logy=True)
+for label, values in spreads.items():
+    print(f"{label:<44} spread after {steps_axis[0]:,} steps {values[0]:.2f}, "
+          f"after {steps_axis[-1]:,} {values[-1]:.2f}")
+naive, exact_dynamics, with_friction = spreads.values()
+assert naive[-1] > 4 and naive[-1] > 2 * naive[1], "the naive chains should drift further and further out"
+assert all(0.7 < v < 1.4 for v in exact_dynamics + with_friction), "exact dynamics and SGHMC stay in the posterior"
+
+# %% [markdown]
+# With the exact gradient the spread stays at 1: Hamiltonian dynamics keep the posterior. With mini-batch
+# gradients and no friction it grows with every step (printed). SGHMC's friction, and its injected noise
+# $2\alpha\eta T$ matched to it, hold the spread at 1. Chen et al. go one step further: the friction should
+# also absorb the mini-batch noise itself, which is $\hat\beta$ (`beta_hat=`); with $\hat\beta = 0$ the
+# sampler over-disperses by a term of order $\eta$, small at this step size.
+#
 # ## 5. Diagnostics: traces, autocorrelation, effective sample size
 #
 # Successive states of a chain are correlated, so $n$ samples carry less information than $n$ independent
@@ -516,7 +590,11 @@ assert selection["SGLD-SA"] < min(selection["SGLD"], selection["SGHMC"]), select
 # $$\mathrm{lr}_k = \frac{\mathrm{lr}_0}{2}\Big[\cos\Big(\frac{\pi\,(k \bmod L)}{L}\Big) + 1\Big];$$
 #
 # the large steps at the start of a cycle explore (move to a new region), and the samples are taken in the
-# last part of each cycle, where the steps are small and the chain samples accurately.
+# last part of each cycle, where the steps are small and the chain samples accurately. In Zhang et al.'s
+# algorithm the exploration stage injects no noise: it is plain SGD, and the Langevin noise is switched on
+# for the sampling stage only, where it makes the kept states samples. Here the noise stays on throughout
+# (`exploration_temperature=None`, the default of `bt.sgmcmc.CyclicalLR`); `exploration_temperature=0.0`
+# does as the paper does: try it below and compare the ensembles' NLL.
 # `bt.sgmcmc.CyclicalLR(optimiser, total_steps, num_cycles, exploration=0.8)` is stepped once per step;
 # `is_sampling()` says when to keep a state. `bt.sgmcmc.SampleCollector(model, burn_in, thin, max_samples)`
 # keeps the states (on the CPU, at most `max_samples`), and `collector.ensemble()` is a

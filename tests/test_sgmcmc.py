@@ -228,6 +228,28 @@ def test_cyclical_schedule():
     assert sampling[:20] == [False] * 20 and sampling[20:25] == [True] * 5
 
 
+def test_cyclical_exploration_without_noise_is_sgd_and_sampling_keeps_the_temperature():
+    p = torch.nn.Parameter(torch.zeros(3))
+    opt = SGLD([p], lr=0.01, num_data=10, temperature=0.5)
+    sched = CyclicalLR(opt, total_steps=40, num_cycles=2, exploration=0.5, exploration_temperature=0.0)
+    for _ in range(40):
+        sampling, lr, before = sched.is_sampling(), opt.param_groups[0]["lr"], p.detach().clone()
+        assert opt.param_groups[0]["temperature"] == (0.5 if sampling else 0.0)
+        p.grad = torch.ones(3)
+        opt.step()
+        noise = p.detach() - (before - lr * 10 * torch.ones(3))
+        if sampling:   # N(0, 2 lr T) per coordinate: not zero
+            assert noise.abs().min() > 0
+        else:          # SGD: lr * num_data * grad, exactly
+            torch.testing.assert_close(noise, torch.zeros(3), atol=1e-6, rtol=0)
+        sched.step()
+    assert CyclicalLR(SGLD([p], lr=0.01, num_data=10), 40, 2).exploration_temperature is None
+    with pytest.raises(ValueError, match="needs a sampler with a temperature"):
+        CyclicalLR(torch.optim.SGD([p], lr=0.1), 40, 2, exploration_temperature=0.0)
+    with pytest.raises(ValueError, match="exploration_temperature must be"):
+        CyclicalLR(SGLD([p], lr=0.01, num_data=10), 40, 2, exploration_temperature=-1.0)
+
+
 def test_sample_collector_burn_in_thinning_and_bounded_memory():
     model = nn.Linear(2, 1)
     collector = SampleCollector(model, burn_in=10, thin=2, max_samples=8)
