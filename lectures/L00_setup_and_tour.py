@@ -30,8 +30,9 @@ SEED = 0
 DEVICE = bt.utils.get_device()
 FAST = bt.utils.fast_mode()  # BNN_TEACH_FAST=1: fewer epochs, the same code
 NUM_EPOCHS = 150 if FAST else 300
+THREADS = bt.utils.set_threads()  # torch CPU threads: the idle cores here (BNN_TEACH_THREADS=n to choose)
 bt.utils.set_seed(SEED)
-print(f"device {DEVICE} · FAST mode {FAST} · {NUM_EPOCHS} epochs")
+print(f"device {DEVICE} · {THREADS} CPU thread(s) · FAST mode {FAST} · {NUM_EPOCHS} epochs")
 
 # %% [markdown]
 # ## 1. The picture
@@ -109,6 +110,9 @@ bt.selfcheck.number(answer, expected=(aleatoric_0 + epistemic_0) ** 0.5, rtol=0.
 #   library never calls `.cuda()` itself.
 # * **FAST mode**: `BNN_TEACH_FAST=1` shrinks data and epochs and keeps the code the same; the tests
 #   run every notebook that way. Unset it for the teaching-sized experiments.
+# * **A busy machine**: `bt.utils.set_threads()` in each settings cell gives torch one thread per *idle*
+#   core. Threads that outnumber the free cores fight other programs for them, and training slows many
+#   times over. `BNN_TEACH_THREADS=1` (or any number) chooses for you.
 #
 # `bnn-teach check` prints what is installed, the device and where MNIST comes from, and says
 # `ready.` when everything the course needs is there. Run it whenever something looks wrong.

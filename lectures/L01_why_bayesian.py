@@ -35,6 +35,7 @@ DEVICE = bt.utils.get_device()
 FAST = bt.utils.fast_mode()  # BNN_TEACH_FAST=1: fewer epochs, the same code
 NUM_EPOCHS = 100 if FAST else 300
 NUM_MEMBERS = 5
+THREADS = bt.utils.set_threads()  # torch CPU threads: the idle cores here (BNN_TEACH_THREADS=n to choose)
 bt.utils.set_seed(SEED)
 
 # %% [markdown]

@@ -36,6 +36,7 @@ DEVICE = bt.utils.get_device()
 FAST = bt.utils.fast_mode()  # BNN_TEACH_FAST=1: fewer steps and samples, the same code
 NUM_EPOCHS = 100 if FAST else 400
 NUM_MC = 20_000 if FAST else 200_000  # Monte Carlo samples for the ELBO checks
+THREADS = bt.utils.set_threads()  # torch CPU threads: the idle cores here (BNN_TEACH_THREADS=n to choose)
 bt.utils.set_seed(SEED)
 
 # %% [markdown]

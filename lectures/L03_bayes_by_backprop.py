@@ -41,6 +41,7 @@ TRAIN_SIZE = 2_000 if FAST else None  # None: every training image there is (60,
 TEST_SIZE = 2_000 if FAST else None
 NUM_EPOCHS = 2 if FAST else 5
 NUM_MC = 5_000 if FAST else 20_000  # samples for the moment checks
+THREADS = bt.utils.set_threads()  # torch CPU threads: the idle cores here (BNN_TEACH_THREADS=n to choose)
 bt.utils.set_seed(SEED)
 
 # %% [markdown]

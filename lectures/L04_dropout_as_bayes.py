@@ -40,6 +40,7 @@ TRAIN_SIZE = 2_000 if FAST else 10_000  # MNIST images for sections 4 and 6
 TEST_SIZE = 1_000 if FAST else 5_000
 NUM_EPOCHS = 2 if FAST else 5
 NUM_MC = 200_000  # Monte Carlo draws for the moment checks
+THREADS = bt.utils.set_threads()  # torch CPU threads: the idle cores here (BNN_TEACH_THREADS=n to choose)
 bt.utils.set_seed(SEED)
 
 # %% [markdown]

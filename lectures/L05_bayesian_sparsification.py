@@ -46,6 +46,7 @@ TEST_SIZE = 1_000 if FAST else 5_000
 NUM_EPOCHS = 10 if FAST else 15
 KL_WEIGHT = TRAIN_SIZE / 10_000  # the live runs' final KL weight: 1 on 10,000 images (see section 6)
 NUM_MC = 100_000  # Monte Carlo draws for the exact KL and the moment checks
+THREADS = bt.utils.set_threads()  # torch CPU threads: the idle cores here (BNN_TEACH_THREADS=n to choose)
 bt.utils.set_seed(SEED)
 
 # %% [markdown]

@@ -46,6 +46,7 @@ TEST_SIZE = 2_000 if FAST else 10_000
 NUM_EPOCHS = 20 if FAST else 40  # for the SGD network and each SGLD chain on MNIST
 NAIVE_STEPS = 4_000 if FAST else 8_000  # steps of the naive-SGHMC demonstration (section 4)
 HMC_CHAINS, HMC_ITERATIONS = (2, 600) if FAST else (4, 2_000)  # the reference posterior of section 8
+THREADS = bt.utils.set_threads()  # torch CPU threads: the idle cores here (BNN_TEACH_THREADS=n to choose)
 bt.utils.set_seed(SEED)
 
 # %% [markdown]

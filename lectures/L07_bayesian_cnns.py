@@ -45,6 +45,7 @@ OOD_SIZE = 150 if FAST else 500  # rotated digits, and as many noise images
 NUM_EPOCHS = 2 if FAST else 3
 NUM_SAMPLES = 6 if FAST else 16  # Monte Carlo samples per prediction (and SGLD ensemble members)
 SGLD_STEPS = 40 if FAST else 400
+THREADS = bt.utils.set_threads()  # torch CPU threads: the idle cores here (BNN_TEACH_THREADS=n to choose)
 bt.utils.set_seed(SEED)
 
 # %% [markdown]

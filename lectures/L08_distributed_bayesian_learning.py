@@ -42,6 +42,7 @@ ROUNDS = 6 if FAST else 20  # server updates on MNIST
 LOCAL_STEPS = 16 if FAST else 100  # Adam steps (batch 100) every worker takes between two updates
 WORKER_COUNTS = [1, 2, 4, 8]
 SGLD_STEPS = (100, 400) if FAST else (200, 800)  # a short and a long SGLD chain per round (section 4)
+THREADS = bt.utils.set_threads()  # torch CPU threads: the idle cores here (BNN_TEACH_THREADS=n to choose)
 bt.utils.set_seed(SEED)
 
 # %% [markdown]

@@ -48,6 +48,27 @@ def test_fast_mode_and_colab(monkeypatch):
     assert bt.utils.in_colab()
 
 
+def test_set_threads_uses_the_idle_cores_or_what_it_is_told(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.delenv("BNN_TEACH_THREADS", raising=False)
+    monkeypatch.setattr(bt.utils.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3})
+    try:
+        for load, expected in [(0.0, 4), (1.2, 3), (2.6, 1), (9.0, 1)]:
+            monkeypatch.setattr(bt.utils.os, "getloadavg", lambda load=load: (load, load, load))
+            assert bt.utils.set_threads() == expected and torch.get_num_threads() == expected
+        monkeypatch.setenv("BNN_TEACH_THREADS", "2")
+        assert bt.utils.set_threads() == 2 and torch.get_num_threads() == 2
+        assert bt.utils.set_threads(3) == 3, "an argument overrides the environment"
+        for bad in ("0", "two", "-1"):
+            monkeypatch.setenv("BNN_TEACH_THREADS", bad)
+            with pytest.raises(ValueError, match="BNN_TEACH_THREADS"):
+                bt.utils.set_threads()
+        with pytest.raises(ValueError, match="num_threads"):
+            bt.utils.set_threads(0)
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("value, error", [(0, ValueError), (-1.0, ValueError), ("3", TypeError),
                                           (float("nan"), ValueError), (True, TypeError)])
 def test_check_positive_names_argument(value, error):
