@@ -55,7 +55,7 @@ def colab_badge(notebook: str) -> str:
 
 
 def skeleton_problems(source, root=None) -> list[str]:
-    """What ``source`` lacks of the course's notebook skeleton (DESIGN.md, "Notebooks"), one line each:
+    """What ``source`` lacks of the course's notebook skeleton (README.md, "Lectures"), one line each:
     a title with its Colab badge, :data:`SETUP_CELL` as the first code cell, a parameters cell
     (``SEED``, ``DEVICE``, ``FAST``) and, for a lecture, two or more check-yourself cells, a summary and
     references. An assignment's badge (``solutions/<id>/<id>.py``) opens its student release

@@ -1,6 +1,6 @@
 """The training objective: the negative ELBO per data point, and KL-weight schedules (lecture 1).
 
-One rule everywhere (DESIGN.md): ``loss = nll_mean_over_batch + kl_weight * KL_sum / num_data``,
+One rule everywhere (derived in lecture 2, section 3): ``loss = nll_mean_over_batch + kl_weight * KL_sum / num_data``,
 i.e. the negative ELBO divided by the number of training points ``num_data`` (not the batch size).
 """
 from __future__ import annotations

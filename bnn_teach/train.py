@@ -1,6 +1,6 @@
 """``fit`` and ``evaluate``: the one training loop of the course (lecture 1).
 
-The loss is the negative ELBO per data point (DESIGN.md):
+The loss is the negative ELBO per data point (lecture 2, section 3):
 ``loss = nll_mean_over_batch + kl_weight * KL_sum / num_data``. The history logs ``nll``, ``kl``
 (KL / num_data, per data point) and ``elbo = -(nll + kl)`` separately; a plain network has KL 0.
 Batches are slices of tensors already on the device (no DataLoader: it alone costs ~0.3 s per

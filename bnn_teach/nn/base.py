@@ -1,8 +1,8 @@
 """What every Bayesian module shares: ``kl()``, the sampling switch, and the model-level helpers.
 
-Modes (DESIGN.md): ``train()`` samples; ``eval()`` is deterministic (posterior mean, pruned where
-sparse); inside ``with sampling(model):`` Bayesian modules and :class:`MCDropout` sample even in
-``eval()``, while BatchNorm keeps its eval statistics. Lecture 3 (dropout as Bayes) explains why.
+Modes, the same for every layer: ``train()`` samples; ``eval()`` is deterministic (posterior mean, pruned
+where sparse); inside ``with sampling(model):`` Bayesian modules and :class:`MCDropout` sample even in
+``eval()``, while BatchNorm keeps its eval statistics. Lecture 4 (dropout as Bayes) explains why.
 """
 from __future__ import annotations
 
