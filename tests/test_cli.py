@@ -155,7 +155,7 @@ def test_ctrl_c_during_training_says_how_to_resume(isolated_data, tmp_path, caps
                 raise KeyboardInterrupt
         return train.fit(*args, callbacks=[*callbacks, stop], **kwargs)
 
-    monkeypatch.setattr(reproduce, "fit", ctrl_c_after_epoch_1)
+    monkeypatch.setattr(reproduce.runs, "fit", ctrl_c_after_epoch_1)
     out = tmp_path / "run"
     code = cli.main(["reproduce", "sparsevd-lenet300", "--epochs", "3", "--out", str(out), "--no-progress"])
     err = capsys.readouterr().err.strip()

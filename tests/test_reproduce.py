@@ -60,8 +60,9 @@ def _folder_state(folder):
 
 
 def _interrupt_after_epoch(monkeypatch, epoch):
-    """Make ``fit`` inside ``reproduce`` raise KeyboardInterrupt (as Ctrl-C does) after ``epoch`` is checkpointed."""
-    real_fit = reproduce.fit
+    """Make ``fit`` inside ``reproduce.runs`` (where ``train_resumable`` looks it up) raise KeyboardInterrupt (as
+    Ctrl-C does) after ``epoch`` is checkpointed."""
+    real_fit = reproduce.runs.fit
 
     def ctrl_c(done, model, history):
         if done == epoch:
@@ -70,7 +71,7 @@ def _interrupt_after_epoch(monkeypatch, epoch):
     def fit(*args, callbacks=(), **kwargs):
         return real_fit(*args, callbacks=[*callbacks, ctrl_c], **kwargs)
 
-    monkeypatch.setattr(reproduce, "fit", fit)
+    monkeypatch.setattr(reproduce.runs, "fit", fit)
 
 
 def test_resumes_after_an_interruption_and_counts_the_whole_run(fast_embedded, tmp_path, monkeypatch):
@@ -85,7 +86,7 @@ def test_resumes_after_an_interruption_and_counts_the_whole_run(fast_embedded, t
     first, elapsed = state["history"], state["elapsed"]
     assert len(first) == 1 and elapsed > 0
     assert state["settings"]["epochs"] == 2 and state["settings"]["data"]["train images"] == 2000
-    monkeypatch.setattr(reproduce, "fit", train.fit)  # no more Ctrl-C
+    monkeypatch.setattr(reproduce.runs, "fit", train.fit)  # no more Ctrl-C
     result = reproduce.run("sparsevd-lenet300", epochs=2, out=out, progress=False)
     resumed = json.loads((out / "history.json").read_text())
     assert len(resumed) == 2 and resumed[0] == first[0], "epoch 1 was not re-trained"
