@@ -154,6 +154,8 @@ def test_mu_sigma_log_alpha_and_bars(recorded):
     assert len(kept.get_offsets()) == int(bt.sparsity.weight_mask(layer).sum())
     line = fig.axes[0].lines[0].get_xydata()
     assert line[1, 1] - line[1, 0] == pytest.approx(layer.threshold / 2)
+    share = 100 * (~bt.sparsity.weight_mask(layer)).float().mean().item()
+    assert fig.axes[0].get_title() == f"Each weight's mean and sd: {share:.1f} % above the line are pruned"
     fig = viz.plot_log_alpha_hist(model)
     assert len(fig.axes) == 3
     tables = {"SparseVD": bt.sparsity.sparsity_table(model),
@@ -270,6 +272,13 @@ def test_experiment_figure_shows_error_and_compression_per_epoch():
     assert [round(p.get_height(), 6) for p in bars_ax.patches] == [round(r["sparsity"], 6) for r in table]
     traces = viz.experiment_figure("sgld", History([{"epoch": 1, "sigma": 1.0, "beta1": 3.0}]), None)
     assert len(traces.axes) == 1 and [line.get_label() for line in traces.axes[0].lines] == ["sigma", "beta1"]
+    short = History([{"epoch": e, "nll": 1.0, "kl": 1.0, "test_acc": 0.9} for e in (1, 2)])
+    dense = viz.experiment_figure("bbb", short, nn.Sequential(bt.nn.BayesLinear(3, 2)))
+    assert len(dense.axes) == 2, "a model without SparseVD/ARD layers gets no (empty) sparsity panel"
+    dense.canvas.draw()
+    for ax in dense.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), "epochs are whole numbers"
 
 
 def test_unknown_layer_names_the_recorded_ones(recorded, tmp_path):

@@ -850,6 +850,7 @@ def plot_scores(rows: list[dict], path) -> Path:
 
     matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
 
     assignments = sorted({r["assignment"] for r in rows})
     fig, axes = plt.subplots(1, max(1, len(assignments)), figsize=(3.5 * max(1, len(assignments)), 3), squeeze=False)
@@ -860,7 +861,9 @@ def plot_scores(rows: list[dict], path) -> Path:
         ax.set_title(assignment)
         ax.set_xlabel("score (% of the maximum)")
         ax.set_ylabel("students")
+        ax.yaxis.set_major_locator(MaxNLocator(integer=True))   # whole students
         ax.legend(fontsize=8)
+    fig.suptitle("Scores per assignment")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)

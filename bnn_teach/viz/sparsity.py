@@ -385,9 +385,10 @@ def save_animation(recorder: SparsityRecorder, path, layer: str | None = None, p
     return path
 
 
-def plot_mu_sigma(layer, ax=None, max_points: int = 20000, seed: int = 0):
+def plot_mu_sigma(layer, ax=None, max_points: int = 20000, seed: int = 0, title: str | None = None):
     r"""Scatter of :math:`\log|\theta|` against :math:`\log\sigma` with the pruning line
-    :math:`\log\sigma = \log|\theta| + \mathrm{threshold}/2` (points above it are pruned)."""
+    :math:`\log\sigma = \log|\theta| + \mathrm{threshold}/2` (points above it are pruned). The default
+    title gives the share of the layer's weights above the line."""
     plt = _plt()
     if not hasattr(layer, "log_alpha"):
         raise TypeError(f"plot_mu_sigma needs a SparseVD/ARD layer, got {type(layer).__name__}")
@@ -395,6 +396,7 @@ def plot_mu_sigma(layer, ax=None, max_points: int = 20000, seed: int = 0):
     log_mu = torch.log(layer.weight.detach().abs() + 1e-12).flatten().cpu().numpy()
     log_sigma = (0.5 * layer.log_sigma2.detach()).flatten().cpu().numpy()
     pruned = ~_sp.weight_mask(layer).flatten().cpu().numpy()
+    share = 100.0 * pruned.mean()
     if len(log_mu) > max_points:
         keep = np.random.default_rng(seed).choice(len(log_mu), max_points, replace=False)
         log_mu, log_sigma, pruned = log_mu[keep], log_sigma[keep], pruned[keep]
@@ -404,6 +406,7 @@ def plot_mu_sigma(layer, ax=None, max_points: int = 20000, seed: int = 0):
     ax.plot(xs, xs + layer.threshold / 2, "k--", label=f"log α = {layer.threshold:g}")
     ax.set_xlabel("log |θ|")
     ax.set_ylabel("log σ")
+    ax.set_title(title or f"Each weight's mean and sd: {share:.1f} % above the line are pruned", fontsize=9)
     ax.legend(loc="best", fontsize=8)
     return fig
 

@@ -52,7 +52,7 @@ def experiment_figure(name: str, history=None, model=None, smoke_run: bool = Fal
     - the ELBO's terms ``nll`` and ``kl`` per data point (log scale when positive);
     - the test error (%) and, where recorded, the compression ratio (right axis, log scale) per epoch;
     - other traces (the sampler's ``sigma``, ``beta1..3``);
-    - the final per-layer sparsity bars (when there is a model), labelled with the layers' names.
+    - the final per-layer sparsity bars (when the model has SparseVD/ARD layers), labelled with the layers' names.
 
     Lines of 20 points or fewer carry markers, so a one-epoch run shows its values. ``smoke_run`` (a
     ``BNN_TEACH_FAST=1`` run) puts :data:`SMOKE_TITLE` over the figure.
@@ -62,8 +62,9 @@ def experiment_figure(name: str, history=None, model=None, smoke_run: bool = Fal
     keys = set(history.keys()) if history is not None and len(history) > 0 else set()
     loss_keys = [k for k in ("nll", "kl") if k in keys]
     trace_keys = [k for k in ("sigma", "beta1", "beta2", "beta3") if k in keys]
+    sparse = model is not None and any(hasattr(layer, "log_alpha") for layer in model.modules())
     panels = [p for p, present in (("loss", loss_keys), ("error", "test_acc" in keys), ("traces", trace_keys),
-                                   ("sparsity", model is not None)) if present]
+                                   ("sparsity", sparse)) if present]
     fig, axes = plt.subplots(1, max(1, len(panels)), figsize=(4.2 * max(1, len(panels)), 3.4), squeeze=False)
     axes = dict(zip(panels, axes.flat)) if panels else {}
     epochs = history["epoch"] if keys else []
@@ -114,6 +115,11 @@ def experiment_figure(name: str, history=None, model=None, smoke_run: bool = Fal
         ax = fig.axes[0]
         ax.set_axis_off()
         ax.set_title("nothing recorded")
+    from matplotlib.ticker import MaxNLocator
+
+    for panel in ("loss", "error", "traces"):
+        if panel in axes:   # epochs and steps are whole numbers
+            axes[panel].xaxis.set_major_locator(MaxNLocator(integer=True))
     fig.suptitle(f"{name} · {SMOKE_TITLE}" if smoke_run else name, fontsize=10,
                  color="C3" if smoke_run else "black")
     fig.tight_layout()
