@@ -112,8 +112,11 @@ def check(course: bool = False, download: bool = False) -> int:
     else:
         detail = f" ({torch.get_num_threads()} threads)"
     print(f"device       {device}{detail}")
+    from bnn_teach.data.mnist import data_problems
+
     source = mnist_source()
-    broken = _verify_mnist() if source != "embedded" else None
+    broken = _verify_mnist() if source != "embedded" or mnist_source(split="test") != "embedded" else None
+    broken = broken or "; ".join(data_problems()) or None
     if broken:
         print(f"MNIST        BROKEN: {broken}")
     elif source != "embedded":
@@ -400,7 +403,7 @@ def _notebooks(args) -> int:
     from bnn_teach.reproduce import UsageError
 
     try:
-        found = notebooks.sources(args.targets)
+        found = notebooks.sources(args.targets, notebooks=args.command == "run")
     except FileNotFoundError as err:
         raise UsageError(str(err)) from None
     if not found:

@@ -101,9 +101,11 @@ def _root() -> Path:
     return here if (here / "pyproject.toml").exists() else Path.cwd()
 
 
-def sources(targets=None, root=None) -> list[Path]:
+def sources(targets=None, root=None, notebooks: bool = False) -> list[Path]:
     """The ``py:percent`` sources named by ``targets``: ``"lectures"``, ``"solutions"``, folders or files
-    (a ``.ipynb`` stands for the ``.py`` beside it). No targets: every source of both folders."""
+    (a ``.ipynb`` stands for the ``.py`` beside it). No targets: every source of both folders.
+    ``notebooks=True`` (what ``bnn-teach run`` executes): a ``.ipynb`` without a source beside it, such as an
+    assignment's student release, is taken as it is."""
     root = Path(root) if root is not None else _root()
     if not targets:  # the course's folders that exist
         targets = [root / folder for folder in FOLDERS if (root / folder).is_dir()]
@@ -119,9 +121,14 @@ def sources(targets=None, root=None) -> list[Path]:
             found.append(path.with_suffix(".py"))
         elif path.suffix == ".py" and path.exists():
             found.append(path)
+        elif notebooks and path.suffix == ".ipynb" and path.is_file():
+            found.append(path)
+        elif not path.exists():
+            raise FileNotFoundError(f"{target}: no such file or folder; the course's folders are {', '.join(FOLDERS)}")
         else:
-            raise FileNotFoundError(f"{target}: not a notebook source (.py), a notebook with its source beside "
-                                    f"it, or a folder; the course's folders are {', '.join(FOLDERS)}")
+            kinds = "a notebook (.ipynb), " if notebooks else ""
+            raise FileNotFoundError(f"{target}: not {kinds}a notebook source (.py), a notebook with its source "
+                                    f"beside it, or a folder; the course's folders are {', '.join(FOLDERS)}")
     return found
 
 
@@ -166,7 +173,8 @@ def sync(targets=None, root=None) -> list[Path]:
 
 @dataclass
 class RunResult:
-    """One executed notebook: ``status`` is ``"ok"`` or ``"failed"``; ``error`` the failing cell and its
+    """One executed notebook: ``status`` is ``"ok"``, ``"failed"`` or ``"corrupt"`` (an unreadable ``.ipynb``);
+    ``error`` the failing cell and its
     traceback (empty when ok); ``notebook`` the executed notebook with its outputs, figures included."""
 
     path: Path
@@ -258,7 +266,8 @@ def cells_without_figures(notebook) -> list[int]:
 
 def run_notebooks(targets=None, fast: bool = False, timeout: int = 600, progress: bool = True,
                   root=None, check_answers: bool = False, save=None) -> list[RunResult]:
-    """Execute each notebook source of ``targets`` top to bottom in a fresh ``python3`` kernel, in its own
+    """Execute each notebook of ``targets`` (sources, or ``.ipynb`` files) top to bottom in a fresh ``python3``
+    kernel, in its own
     folder, with matplotlib's inline backend (figures land in the outputs), the interpreter's ``bin`` first
     on ``PATH`` (for ``!bnn-teach``) and, when ``fast``, ``BNN_TEACH_FAST=1``. A cell running longer than
     ``timeout`` seconds fails the notebook. ``check_answers``: then run every check-yourself cell with its
@@ -269,7 +278,7 @@ def run_notebooks(targets=None, fast: bool = False, timeout: int = 600, progress
     from nbclient import NotebookClient
     from tqdm.auto import tqdm
 
-    paths = sources(targets, root)
+    paths = sources(targets, root, notebooks=True)
     results = []
     path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
     env = {"MPLBACKEND": INLINE, "PATH": path, **({"BNN_TEACH_FAST": "1"} if fast else {})}
@@ -277,7 +286,15 @@ def run_notebooks(targets=None, fast: bool = False, timeout: int = 600, progress
         save = Path(save)
         save.mkdir(parents=True, exist_ok=True)
     for source in tqdm(paths, desc="notebooks", unit="notebook", disable=not progress or not paths):
-        notebook = jupytext.read(source, fmt="py:percent")
+        if source.suffix == ".ipynb":
+            try:
+                notebook = nbformat.read(source, as_version=4)
+            except Exception as err:  # noqa: BLE001 - not JSON, not a notebook, an unknown format: all corrupt
+                results.append(RunResult(source, 0.0, "corrupt", f"not a readable notebook, the file is corrupt "
+                                         f"({type(err).__name__}: {' '.join(str(err).split())[:200]})"))
+                continue
+        else:
+            notebook = jupytext.read(source, fmt="py:percent")
         client = NotebookClient(notebook, kernel_name=KERNEL, timeout=timeout, extra_arguments=_QUIET,
                                 resources={"metadata": {"path": str(source.parent)}})
         start, own = time.perf_counter(), len(notebook.cells)

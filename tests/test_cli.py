@@ -65,6 +65,24 @@ def test_check_reports_a_truncated_mnist_file_as_broken(mnist_root, tmp_path):
     assert "BROKEN" in result.stdout and "t10k-images-idx3-ubyte.gz" in result.stdout
     assert "t10k-images-idx3-ubyte.gz" in result.stderr and "Traceback" not in result.stderr
 
+    assert "bnn-teach check --download" in result.stderr, "advice a command-line user can follow"
+
+
+def test_check_names_a_missing_mnist_file_and_a_bad_data_folder(mnist_root, tmp_path):
+    raw = tmp_path / "data" / "MNIST" / "raw"
+    raw.mkdir(parents=True)
+    for path in (mnist_root / "MNIST" / "raw").glob("*.gz"):
+        if path.name != "t10k-labels-idx1-ubyte.gz":
+            (raw / path.name).write_bytes(path.read_bytes())
+    result = run_check({"BNN_TEACH_DATA": str(tmp_path / "data"), "BNN_TEACH_CACHE": str(tmp_path / "c")})
+    assert result.returncode == 1 and "both splits read" not in result.stdout
+    assert "holds only 3 of the 4 MNIST files; missing: t10k-labels-idx1-ubyte.gz" in result.stdout
+    for folder, says in [(tmp_path / "nowhere", "is not a folder"), (tmp_path / "empty", "holds no MNIST file")]:
+        (tmp_path / "empty").mkdir(exist_ok=True)
+        result = run_check({"BNN_TEACH_DATA": str(folder), "BNN_TEACH_OFFLINE": "1",
+                            "BNN_TEACH_CACHE": str(tmp_path / "c")})
+        assert result.returncode == 1 and f"BNN_TEACH_DATA={folder} {says}" in result.stdout, result.stdout
+
 
 # ---------------------------------------------------------------- one-line errors and exit statuses
 

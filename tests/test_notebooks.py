@@ -63,7 +63,28 @@ def test_stale_finds_missing_hand_edited_and_outdated_notebooks(tmp_path):
 
 def test_unknown_target_is_a_usage_error(tmp_path, capsys):
     assert cli.main(["run", str(tmp_path / "nope.py")]) == 2
-    assert "not a notebook source" in capsys.readouterr().err
+    assert "nope.py: no such file or folder" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("hello")
+    assert cli.main(["run", str(tmp_path / "notes.txt")]) == 2
+    assert "not a notebook (.ipynb), a notebook source (.py)" in capsys.readouterr().err
+
+
+def test_run_takes_a_plain_notebook_and_names_a_corrupt_one(tmp_path, capsys):
+    """An assignment's release is an .ipynb with no source beside it: it runs. A corrupt one is called corrupt."""
+    import nbformat
+
+    plain = tmp_path / "release.ipynb"
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("x = 6 * 7\nassert x == 42")]), plain)
+    broken = tmp_path / "broken.ipynb"
+    broken.write_text('{"cells": [ {"cell_type": "code", "sour')
+    status = cli.main(["run", str(plain), str(broken), "--no-progress", "--timeout", "120"])
+    out = capsys.readouterr().out
+    assert status == 1, "a corrupt notebook makes the command fail"
+    table = out.split("\n\n")[0].splitlines()
+    assert "release.ipynb" in table[1] and table[1].endswith("ok")
+    assert "broken.ipynb" in table[2] and table[2].endswith("corrupt")
+    assert "the file is corrupt" in out
+    assert cli.main(["notebooks", str(plain)]) == 2, "only a source can be converted"
 
 
 def test_run_reports_each_notebook_and_the_failing_cell(tmp_path, capsys):

@@ -58,8 +58,8 @@ MIRRORS = (
 )
 EMBEDDED_PATH = Path(__file__).with_name("embedded") / "mnist_subset.npz"
 _FIX = (
-    "Delete it and call bt.data.load_mnist(download=True) to fetch a fresh copy, "
-    "or copy the four MNIST .gz files again (see README, 'Data')."
+    "Delete it and run `bnn-teach check --download` to fetch a fresh copy (in Python: "
+    "bt.data.load_mnist(download=True)), or copy the four MNIST .gz files again (see README, 'Data')."
 )
 
 
@@ -199,6 +199,28 @@ def _download_split(split: str, root) -> tuple[Path, Path]:
         existing = _find_file(target.parent.parent, name)
         paths.append(existing if existing is not None else _download_file(name, target))
     return paths[0], paths[1]
+
+
+def data_problems(root=None) -> list[str]:
+    """What is wrong with the places full MNIST is looked for, one line each (empty when nothing is):
+    ``$BNN_TEACH_DATA`` naming a folder that does not exist or holds no MNIST file, and a place holding
+    some of the four files but not all (loading would fall back to the embedded subset for a split)."""
+    problems = []
+    env = os.environ.get("BNN_TEACH_DATA")
+    places = _candidate_roots(root)
+    if env:
+        folder = Path(env).expanduser()
+        if not folder.is_dir():
+            problems.append(f"BNN_TEACH_DATA={env} is not a folder: no full MNIST is read from it")
+        elif not any(_find_file(folder, name) for names in SPLIT_FILES.values() for name in names):
+            problems.append(f"BNN_TEACH_DATA={env} holds no MNIST file (expected MNIST/raw/*-ubyte.gz in it)")
+    for place in places:
+        present = {name: _find_file(place, name) for names in SPLIT_FILES.values() for name in names}
+        missing = [name + ".gz" for name, path in present.items() if path is None]
+        if 0 < len(missing) < len(present):
+            problems.append(f"{place} holds only {len(present) - len(missing)} of the 4 MNIST files; missing: "
+                            f"{', '.join(missing)}")
+    return problems
 
 
 def mnist_source(root=None, split: str = "train") -> str:
