@@ -18,6 +18,28 @@ def env_flag(name: str) -> bool:
     return os.environ.get(name, "").strip().lower() in _TRUE
 
 
+def folder_problem(folder) -> str | None:
+    """Why files cannot be written into ``folder`` (created later if missing), or None when they can.
+
+    Probes by writing: a temporary file in the folder or in its nearest existing parent, removed at once
+    (permission bits alone miss read-only mounts and do not bind root). Nothing is left behind."""
+    import tempfile
+    from pathlib import Path
+
+    path = Path(folder).expanduser().absolute()
+    existing = path
+    while not existing.exists():
+        existing = existing.parent
+    if not existing.is_dir():
+        return f"{existing} is a file, so {path} cannot be a folder"
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".bnn-teach-probe-"):
+            pass
+    except OSError as err:
+        return f"cannot write in {existing} ({err.strerror or err})"
+    return None
+
+
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (CPU for a model without parameters)."""
     param = next(model.parameters(), None)

@@ -370,6 +370,11 @@ def _run(args) -> int:
         out = Path(args.out_dir)
         if out.exists() and not out.is_dir():
             raise reproduce.UsageError(f"{out} is a file; give a folder for the PNG files")
+        from bnn_teach._checks import folder_problem
+
+        problem = folder_problem(out)
+        if problem:
+            raise reproduce.UsageError(f"{out}: {problem}; give a folder you can write to")
         from bnn_teach.viz.gallery import main as gallery_main
 
         return gallery_main([args.out_dir])

@@ -89,6 +89,24 @@ def test_check_names_a_missing_mnist_file_and_a_bad_data_folder(mnist_root, tmp_
 from bnn_teach import cli, reproduce  # noqa: E402
 
 
+def test_an_unwritable_output_folder_is_refused_before_any_work(tmp_path, capsys, monkeypatch):
+    """/proc refuses new files even to root, as a read-only mount does; a file cannot hold a folder."""
+    def no_work(*args, **kwargs):
+        raise AssertionError("work started before the output folder was checked")
+
+    monkeypatch.setattr(reproduce.runs, "fit", no_work)
+    monkeypatch.setattr("bnn_teach.viz.gallery.render_all", no_work)
+    (tmp_path / "a_file").write_text("x")
+    for out in ("/proc/bnn-teach-runs/sgld", str(tmp_path / "a_file" / "run")):
+        assert cli.main(["reproduce", "sgld-sa", "--out", out]) == 2
+        err = capsys.readouterr().err
+        assert f"--out {out}:" in err and "give a folder you can write to" in err and "Traceback" not in err
+        assert cli.main(["gallery", out]) == 2
+        err = capsys.readouterr().err
+        assert f"{out}:" in err and "give a folder you can write to" in err and "OSError" not in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file"], "the probes left nothing behind"
+
+
 @pytest.mark.parametrize(
     "argv, status, says",
     [

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from bnn_teach import distributed, sparsity
+from bnn_teach._checks import folder_problem
 from bnn_teach.nn import Conv2dSVDO, LinearSVDO
 from bnn_teach.train import History, fit
 from bnn_teach.utils import fast_mode
@@ -334,6 +335,9 @@ def _check_arguments(recipes: dict, name, epochs, out, seed, lr, lr_floor, train
                              f"leave it out")
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file; give a folder (a new one, or an earlier run of {name})")
+    problem = folder_problem(out)
+    if problem:   # found now, not after minutes of training
+        raise UsageError(f"--out {out}: {problem}; give a folder you can write to")
 
 
 def _resolve(ctx: Context, name: str, recipe: Recipe) -> dict:
