@@ -20,11 +20,15 @@ RUN        := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
 setup: $(STAMP)
 
+# Quiet unless it fails: pip's output goes to $(VENV)/setup.log, and its last lines are shown on a failure.
+SETUP_LOG  := $(VENV)/setup.log
 $(STAMP): pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -c "import torch" 2>/dev/null || $(PYTHON) tools/install_torch.py --python $(PY) --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)"
-	$(PY) -m pip install -e ".[course,dev]"
-	touch $(STAMP)
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@echo "make: installing the course's packages into $(VENV) (a few minutes the first time; log: $(SETUP_LOG))"
+	@$(PY) -c "import torch" 2>/dev/null || $(PYTHON) tools/install_torch.py --python $(PY) --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)" > $(SETUP_LOG) 2>&1 || { tail -n 25 $(SETUP_LOG); echo "make: installing torch failed; the whole log: $(SETUP_LOG)"; exit 1; }
+	@$(PY) -m pip install -e ".[course,dev]" >> $(SETUP_LOG) 2>&1 || { tail -n 25 $(SETUP_LOG); echo "make: pip install failed; the whole log: $(SETUP_LOG)"; exit 1; }
+	@touch $(STAMP)
+	@echo "make: set up ($(VENV))"
 
 check: setup
 	$(RUN) $(VENV)/bin/bnn-teach check
@@ -34,8 +38,8 @@ notebooks: setup
 	$(RUN) $(VENV)/bin/bnn-teach notebooks
 
 lab: setup
-	$(RUN) $(VENV)/bin/bnn-teach check --course
-	$(RUN) $(VENV)/bin/bnn-teach lab $(LAB_ARGS)
+	@$(RUN) $(VENV)/bin/bnn-teach check --course
+	@$(RUN) $(VENV)/bin/bnn-teach lab $(LAB_ARGS)
 
 # The course to read on the web: every lecture executed (FAST mode; SITE_ARGS=--full with the data) with its
 # figures, as HTML in build/site/ (open build/site/index.html).

@@ -1,11 +1,13 @@
 """``bnn-teach lab``: JupyterLab at the course's root, on this machine only (127.0.0.1).
 
-It picks a free port (8888 when free), makes a token, prints the URL to open, and runs JupyterLab
-until Ctrl-C. ``--allow-root`` is passed only when running as root (containers, Colab-like machines);
+It picks a free port (8888 when free), makes a token, starts JupyterLab in ``course/`` (nbgrader's
+configuration is there) with its log in ``course/jupyterlab.log``, prints the URL once the server answers,
+and runs it until Ctrl-C. ``--allow-root`` is passed only when running as root (containers, Colab-like machines);
 JupyterLab refuses root without it.
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -57,24 +59,96 @@ def lab_url(port: int, token: str, path: str = "lab") -> str:
     return f"http://{HOST}:{port}/{path}?token={token}"
 
 
+def wait_until_answering(url: str, server: subprocess.Popen, timeout: float = 180.0) -> bool:
+    """Poll JupyterLab's ``/api/status`` until it answers (True), the server exits or ``timeout`` passes (False)."""
+    import time
+    import urllib.request
+
+    api = url.replace("/lab?", "/api/status?")
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and server.poll() is None:
+        try:
+            with urllib.request.urlopen(api, timeout=2) as response:
+                if response.status == 200:
+                    return True
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
 def main(port: int | None = None, open_browser: bool = True, extra=()) -> int:
-    """Run JupyterLab at the course root until Ctrl-C; returns its exit status."""
+    """Run JupyterLab at the course root until Ctrl-C; returns 0 when stopped so, else the server's status.
+
+    The server starts in ``course/`` (where nbgrader finds its configuration: the Formgrader works) and
+    writes its log to ``course/jupyterlab.log``; the URL is printed once the server answers. In a terminal,
+    Ctrl-C is read here (the terminal's interrupt key is switched off while the server runs and restored
+    after), so ``make lab`` ends cleanly instead of reporting an interrupt."""
     root = course_root()
     port = free_port() if port is None else port
     token = secrets.token_hex(16)
     command = lab_command(root, port, token, open_browser=open_browser, extra=extra)
     bin_dir = str(Path(sys.executable).parent)  # nbgrader's `alembic` and friends, for the kernel too
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    print(f"JupyterLab for the course in {root}\n  open {lab_url(port, token)}\n  (Ctrl-C stops it)", flush=True)
-    server = subprocess.Popen(command, env=env)
+    log_path = root / "course" / "jupyterlab.log"
+    print(f"JupyterLab for the course in {root}: starting (its log: {log_path})", flush=True)
+    with open(log_path, "w") as log:
+        server = subprocess.Popen(command, env=env, cwd=root / "course", stdout=log, stderr=subprocess.STDOUT,
+                                  stdin=subprocess.DEVNULL)
     previous = signal.signal(signal.SIGTERM, _stop)  # a terminated bnn-teach lab stops its server too
     try:
-        return server.wait()
+        if not wait_until_answering(lab_url(port, token), server):
+            stop(server)
+            tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-15:])
+            print(f"JupyterLab did not start; the end of {log_path}:\n{tail}", file=sys.stderr)
+            return server.returncode or 1
+        print(f"  open {lab_url(port, token)}\n  (Ctrl-C stops it)", flush=True)
+        with _interrupt_key_read_here() as interrupted:
+            while server.poll() is None and not interrupted():
+                pass
+        if server.poll() is None:
+            print("\nJupyterLab stopped.", flush=True)
+            return 0
+        return server.returncode
     except KeyboardInterrupt:
-        return 130
+        print("\nJupyterLab stopped.", flush=True)
+        return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
         stop(server)
+
+
+@contextlib.contextmanager
+def _interrupt_key_read_here():
+    """Yield ``interrupted()``: True once Ctrl-C was pressed, waiting up to half a second for it. In a terminal
+    the interrupt key stops sending SIGINT to every process of the foreground group (``make`` among them,
+    which would report "Interrupt") and arrives here as a byte instead; elsewhere (no terminal) it only waits,
+    and Ctrl-C stays a KeyboardInterrupt."""
+    import select
+    import time
+
+    try:
+        import termios
+
+        fd = sys.stdin.fileno()
+        saved = termios.tcgetattr(fd) if os.isatty(fd) else None
+    except (ImportError, OSError, ValueError):   # no termios (Windows), no usable stdin
+        saved = None
+    if saved is None:
+        yield lambda: time.sleep(0.5) or False
+        return
+    quiet = termios.tcgetattr(fd)
+    quiet[3] &= ~(termios.ISIG | termios.ICANON | termios.ECHO)
+    quiet[6][termios.VMIN], quiet[6][termios.VTIME] = 0, 0
+    termios.tcsetattr(fd, termios.TCSANOW, quiet)
+
+    def interrupted() -> bool:
+        ready, _, _ = select.select([fd], [], [], 0.5)
+        return bool(ready) and b"\x03" in os.read(fd, 64)
+
+    try:
+        yield interrupted
+    finally:
+        termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 def _stop(signum, frame):

@@ -88,3 +88,52 @@ def test_lab_serves_the_printed_url_and_stops_with_its_server(stop_signal):
         except ProcessLookupError:
             pass
         process.wait(timeout=10)
+
+
+def test_in_a_terminal_the_url_answers_when_printed_and_ctrl_c_ends_cleanly():
+    """What `make lab` users meet: the URL is printed once the server answers, the server's chatter goes to
+    course/jupyterlab.log (nbgrader finds its configuration: the server runs in course/), and Ctrl-C typed in
+    the terminal stops everything with status 0 and the terminal's settings restored."""
+    import pty
+    import termios
+
+    master, slave = pty.openpty()
+    before = termios.tcgetattr(slave)
+    env = {**os.environ, "BNN_TEACH_FAST": "1"}
+    process = subprocess.Popen([sys.executable, "-m", "bnn_teach.cli", "lab", "--no-browser"], stdin=slave,
+                               stdout=slave, stderr=slave, env=env, start_new_session=True)
+    output = b""
+    try:
+        deadline = time.monotonic() + 180
+        url = None
+        while url is None and time.monotonic() < deadline and process.poll() is None:
+            output += os.read(master, 4096) if _readable(master) else b""
+            found = re.search(rb"open (http://127\.0\.0\.1:\d+/lab\?token=[0-9a-f]{32})", output)
+            url = found.group(1).decode() if found else None
+        assert url, f"bnn-teach lab printed no URL: {output.decode(errors='replace')}"
+        with urllib.request.urlopen(url.replace("/lab?", "/api/status?"), timeout=5) as response:
+            assert response.status == 200, "the printed URL answers at once"
+        text = output.decode(errors="replace")
+        assert "No nbgrader_config.py" not in text and "[I " not in text, "the server's log stays out of sight"
+        os.write(master, b"\x03")
+        assert process.wait(timeout=30) == 0
+        time.sleep(0.2)
+        output += os.read(master, 4096) if _readable(master) else b""
+        assert b"JupyterLab stopped." in output
+        assert termios.tcgetattr(slave) == before, "the terminal's settings are restored"
+        log = (ROOT / "course" / "jupyterlab.log").read_text()
+        assert "No nbgrader_config.py file found" not in log, "nbgrader found the course's configuration"
+    finally:
+        try:
+            os.killpg(process.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        process.wait(timeout=10)
+        os.close(master)
+        os.close(slave)
+
+
+def _readable(fd, timeout=0.5):
+    import select
+
+    return bool(select.select([fd], [], [], timeout)[0])
