@@ -298,6 +298,10 @@ def _add_grade_parser(sub):
     p.add_argument("--csv", default=None, help="also write the scores to this CSV file")
     p.add_argument("--plot", default=None, help="also draw a histogram per assignment into this PNG file")
     p.add_argument("--root", **root)
+    p = actions.add_parser("publish", help="write the students' repository into OUT: lectures, releases, library, "
+                                           "syllabus, a README for students; no solutions, tests or guide")
+    p.add_argument("out")
+    p.add_argument("--root", **root)
     p = actions.add_parser("check", help="before handing in: same assignment, no test cell deleted, duplicated or "
                                          "edited, and the notebook runs top to bottom")
     p.add_argument("notebook")
@@ -331,6 +335,15 @@ def _grade(args) -> int:
             return 0
         if args.action == "feedback":
             print(f"feedback in {grading.feedback(args.assignment, root=args.root)}/")
+            return 0
+        if args.action == "publish":
+            from bnn_teach.grading.publish import publish
+
+            try:
+                out = publish(args.out, root=args.root)
+            except (FileExistsError, ValueError) as err:
+                raise UsageError(str(err)) from None
+            print(f"the students' repository is in {out}/ (git init there, commit and push it for them)")
             return 0
         if args.action == "scores":
             rows = grading.scores(root=args.root)
