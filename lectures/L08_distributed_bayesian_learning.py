@@ -400,7 +400,7 @@ print(f"({recorded['results']['settings']['epochs']} rounds of {recorded['result
 
 # %%
 CONV_ROUNDS = 40
-CONV_STEPS = 50 if FAST else 100  # the section: 3.5 min in full mode on 2 busy cores, 30 s in FAST
+CONV_STEPS = 50 if FAST else 100  # the section: 3.5 min in full mode on 2 busy cores, 36 s in FAST
 
 
 def logistic_model():
