@@ -762,6 +762,7 @@ assert abs(hmc_sd[True] - 1) < 0.07 and hmc_sd[False] > 1.3, hmc_sd
 # the grid (0 for a perfect match).
 
 # %%
+# HMC and the four approximations: 8.5 min in full mode on 2 busy cores, 27 s in FAST
 X_1d, y_1d = bt.data.regression_1d(120, seed=SEED)
 N_1D, NOISE_SD, HIDDEN = len(X_1d), 0.3, 50
 x_grid = torch.linspace(-9, 9, 181).unsqueeze(1)
