@@ -328,6 +328,8 @@ bt.selfcheck.number(answer, expected=40 + 0.25 * (80 - 40), rtol=0.001, mistakes
 # so the wall time grows with $m$; on $m$ machines it would not. With one worker the cavity $q / t_1$ is the
 # prior, so each round's local fit is lecture 3's ELBO on all the data: the posterior server with one
 # worker *is* Bayes by Backprop, the row to match.
+# A run that fails (a worker killed by the system, a hung process past its timeout) is named by the cell,
+# which still runs the others and then stops; the cells after it show the runs that finished.
 
 # %%
 (X_train, y_train) = bt.data.load_mnist("train", subset=TRAIN_SIZE)
@@ -341,15 +343,22 @@ def mnist_model():
 
 print(f"{len(X_train)} training and {len(X_test)} test images; "
       f"{bt.distributed.num_parameters(mnist_model()):,} random parameters")
-runs = {}  # 1, 2, 4 and 8 workers: 2 min in full mode on 2 busy cores, under 10 s in FAST
+runs, failed = {}, {}  # 1, 2, 4 and 8 workers: 2 min in full mode on 2 busy cores, under 10 s in FAST
 for m in WORKER_COUNTS:
-    runs[m] = bt.distributed.posterior_server(mnist_model(), (X_train, y_train), m, rounds=ROUNDS,
-                                              local_steps=LOCAL_STEPS, test_data=(X_test, y_test), seed=SEED)
+    try:
+        runs[m] = bt.distributed.posterior_server(mnist_model(), (X_train, y_train), m, rounds=ROUNDS,
+                                                  local_steps=LOCAL_STEPS, test_data=(X_test, y_test), seed=SEED)
+    except (RuntimeError, TimeoutError) as err:  # a worker died or hung: said here, and the other runs go on
+        failed[m] = err
+        print(f"{m} worker(s): the run failed: {err}")
+if failed:  # the cells below show the runs that finished; run them on to see those
+    raise RuntimeError(f"the runs with {sorted(failed)} worker(s) failed (above); the next cells use the others")
 
 # %%
-rows = [runs[m].evaluate(mnist_model(), (X_test, y_test)) for m in WORKER_COUNTS]
+rows_by_workers = {m: run.evaluate(mnist_model(), (X_test, y_test)) for m, run in runs.items()}
+rows = list(rows_by_workers.values())
 print(bt.distributed.format_table(rows))
-fig = bt.viz.plot_rounds({runs[m].label: [100 * h["test_acc"] for h in runs[m].history] for m in WORKER_COUNTS},
+fig = bt.viz.plot_rounds({run.label: [100 * h["test_acc"] for h in run.history] for run in runs.values()},
                          "test accuracy of the posterior mean (%)",
                          f"Posterior server, MNIST ({len(X_train):,} images): accuracy after each round")
 
@@ -362,13 +371,13 @@ fig = bt.viz.plot_rounds({runs[m].label: [100 * h["test_acc"] for h in runs[m].h
 # is still high (the full run below reaches about 0.04).
 
 # %%
-first = {m: runs[m].history[0]["test_acc"] for m in WORKER_COUNTS}
-last = {m: runs[m].history[-1]["test_acc"] for m in WORKER_COUNTS}
-for m in WORKER_COUNTS:
+first = {m: run.history[0]["test_acc"] for m, run in runs.items()}
+last = {m: run.history[-1]["test_acc"] for m, run in runs.items()}
+for m in runs:
     print(f"{m} worker(s): accuracy {100 * first[m]:.1f} % after round 1, {100 * last[m]:.1f} % after round {ROUNDS}")
-assert all(last[m] > first[m] for m in WORKER_COUNTS), "a run did not improve over its rounds"
+assert all(last[m] > first[m] for m in runs), "a run did not improve over its rounds"
 assert last[8] < last[1], "after the same rounds, eight damped workers should trail one"
-assert rows[0]["accuracy %"] > 85
+assert rows_by_workers[1]["accuracy %"] > 85
 
 # %% [markdown]
 # The full run (`bnn-teach reproduce distributed`: all 60,000 images, 20 rounds of 100 steps, the same code)
@@ -503,7 +512,7 @@ by_label = {
     "federated averaging": bt.distributed.federated_averaging(mnist_model(), mnist, M, rounds=ROUNDS,
                                                               local_steps=LOCAL_STEPS, split="by_label", seed=SEED),
 }
-print(bt.distributed.format_table([rows[WORKER_COUNTS.index(M)]]
+print(bt.distributed.format_table([rows_by_workers[M]]
                                  + [run.evaluate(mnist_model(), (X_test, y_test)) for run in baselines]))
 by_label_rows = {k: run.evaluate(mnist_model(), (X_test, y_test)) for k, run in by_label.items()}
 for k, row in by_label_rows.items():
@@ -533,7 +542,7 @@ assert by_label_rows["posterior server"]["accuracy %"] > by_label_rows["federate
 compressed = {c: bt.distributed.posterior_server(mnist_model(), mnist, M, rounds=ROUNDS, local_steps=LOCAL_STEPS,
                                                  compression=c, test_data=(X_test, y_test), seed=SEED)
               for c in ("topk:0.1", "8bit")}
-comparison = [rows[WORKER_COUNTS.index(M)]] + [run.evaluate(mnist_model(), (X_test, y_test))
+comparison = [rows_by_workers[M]] + [run.evaluate(mnist_model(), (X_test, y_test))
                                                for run in compressed.values()]
 print(bt.distributed.format_table(comparison))
 fig = bt.viz.plot_communication(rows + comparison[1:] + [run.evaluate(mnist_model(), (X_test, y_test))
