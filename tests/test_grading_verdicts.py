@@ -30,13 +30,29 @@ def graded_cells(name):
 def test_every_test_cell_has_one_verdict_and_its_inputs_are_fixed(name):
     spec = verdicts.load(name, ROOT)
     assert set(spec.verdicts) == graded_cells(name), "one verdict per graded cell, none for a cell that is not there"
-    first, again = verdicts.prepare(spec), verdicts.prepare(spec)
-    assert first.probes == again.probes, "the same inputs every time: the same submission gets the same score"
+    first, again = verdicts.prepare(spec, cached=False), verdicts.prepare(spec, cached=False)
+    assert first is not again and first.probes == again.probes, \
+        "the same inputs every time: the same submission gets the same score"
     for grade_id, verdict in spec.verdicts.items():
         compile(verdict.probe, grade_id, "exec")  # a probe is valid Python
         assert "result" in verdict.probe, f"{grade_id}: a probe sets `result`"
     source = (ROOT / "solutions" / name / f"{name}.py").read_text()
     assert "### BEGIN HIDDEN TESTS" not in source, "the checks live in _verdicts.py, not in the notebook"
+
+
+def test_references_are_made_once_per_process_for_one_verdict_file(tmp_path):
+    import shutil
+
+    spec = verdicts.load("A1_reparam_kl", ROOT)
+    first = verdicts.prepare(spec)
+    assert verdicts.prepare(verdicts.load("A1_reparam_kl", ROOT)) is first, "the same file: made once"
+    copy = tmp_path / "solutions" / "A1_reparam_kl"
+    shutil.copytree(ROOT / "solutions" / "A1_reparam_kl", copy)
+    (copy / "_verdicts.py").write_text((copy / "_verdicts.py").read_text() + "\nSEED = 11\n")
+    changed = verdicts.load("A1_reparam_kl", tmp_path)
+    assert changed.digest != spec.digest and changed.seed == 11
+    other = verdicts.prepare(changed)
+    assert other is not first and other.probes != first.probes, "a changed file: made again, with its own inputs"
 
 
 def test_results_travel_as_numbers_only():

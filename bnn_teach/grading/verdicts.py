@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import hashlib
 import importlib.util
 import io
 import re
@@ -91,6 +92,7 @@ class Spec:
     verdicts: dict
     absent: tuple
     seed: int = 0
+    digest: str = ""  # sha256 of the _verdicts.py it was loaded from
 
 
 @dataclass
@@ -116,7 +118,8 @@ def load(assignment: str, root: Path) -> Spec:
         if verdict.grade_id in verdicts:
             raise ValueError(f"{path}: two verdicts for {verdict.grade_id}")
         verdicts[verdict.grade_id] = verdict
-    return Spec(assignment, verdicts, tuple(getattr(module, "ABSENT", ())), int(getattr(module, "SEED", 0)))
+    return Spec(assignment, verdicts, tuple(getattr(module, "ABSENT", ())), int(getattr(module, "SEED", 0)),
+                hashlib.sha256(path.read_bytes()).hexdigest())
 
 
 def _generator(seed: int, grade_id: str):
@@ -184,15 +187,25 @@ def probe_source(verdict: Verdict, inputs: dict) -> str:
     return _HARNESS.format(inputs=encode(inputs), code=verdict.probe, grade_id=verdict.grade_id, mark=MARK)
 
 
-def prepare(spec: Spec) -> Prepared:
-    """Inputs, references and probe sources of every verdict, computed here before any student code runs."""
+_PREPARED: dict = {}  # (assignment, digest of its _verdicts.py) -> Prepared, for this process
+
+
+def prepare(spec: Spec, cached: bool = True) -> Prepared:
+    """Inputs, references and probe sources of every verdict, computed here before any student code runs;
+    once per process for a given ``_verdicts.py`` (a reference may train a network) unless ``cached=False``."""
+    key = (spec.assignment, spec.digest)
+    if cached and spec.digest and key in _PREPARED:
+        return _PREPARED[key]
     inputs, references, probes = {}, {}, {}
     for grade_id, verdict in spec.verdicts.items():
         x = verdict.inputs(_generator(spec.seed, grade_id)) if verdict.inputs else {}
         inputs[grade_id] = x
         references[grade_id] = verdict.reference(x) if verdict.reference else {}
         probes[grade_id] = probe_source(verdict, x)
-    return Prepared(spec, inputs, references, probes)
+    prepared = Prepared(spec, inputs, references, probes)
+    if spec.digest:
+        _PREPARED[key] = prepared
+    return prepared
 
 
 def observed_result(outputs: list) -> tuple[str | None, str | None]:
