@@ -8,7 +8,9 @@ import torch
 
 matplotlib.use("Agg")
 os.environ.setdefault("BNN_TEACH_OFFLINE", "1")
-torch.set_num_threads(min(2, torch.get_num_threads()))
+# one torch thread per pytest-xdist worker (the workers already share the cores), else at most two
+WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+torch.set_num_threads(1 if WORKERS > 1 else min(2, torch.get_num_threads()))
 
 REPO = Path(__file__).resolve().parents[1]
 

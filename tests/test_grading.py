@@ -1,9 +1,9 @@
 """The graded path: release, autograde, feedback, scores and the student's check, on a private copy of the course.
 
-For every assignment: the release regenerated from solutions/ matches the committed one; the solution gets
-full marks on every test cell, the blank release zero; each typical mistake of tests/grading_fixtures/mistakes.py
-loses exactly the cells it names. Hostile submissions are graded without stopping the run or changing
-anyone else's grade.
+For every assignment, in one release and one grading run: the release regenerated from solutions/ matches the
+committed one; the solution gets full marks on every test cell, the blank release zero; each typical mistake of
+tests/grading_fixtures/mistakes.py loses exactly the cells it names. Hostile submissions are graded without
+stopping the run or changing anyone else's grade.
 """
 import copy
 import json
@@ -89,22 +89,15 @@ def probe_lines(root, name):
 
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)
-def test_release_regenerated_from_solutions_matches_the_committed_one(tmp_path, name):
+def test_release_from_solutions_then_solution_full_blank_zero_and_each_mistake_loses_its_cells(tmp_path, name):
     root = make_course(tmp_path, [name])
     committed = (root / "assignments" / name / f"{name}.ipynb").read_text()
     (root / "assignments" / name / f"{name}.ipynb").unlink()
     released = grading.release(name, root=root)
     assert released.read_text() == committed, f"run `bnn-teach grade release {name}` and commit assignments/{name}"
     assert sorted(p.name for p in released.parent.iterdir()) == [f"{name}.ipynb"], "only the notebook is released"
-    text = released.read_text()
-    assert "### BEGIN SOLUTION" not in text and "### BEGIN HIDDEN TESTS" not in text
-
-
-@pytest.mark.parametrize("name", ASSIGNMENTS)
-def test_solution_full_blank_zero_and_each_mistake_loses_its_cells(tmp_path, name):
-    root = make_course(tmp_path, [name])
-    grading.release(name, root=root)
-    release = nbformat.read(root / "assignments" / name / f"{name}.ipynb", as_version=4)
+    assert "### BEGIN SOLUTION" not in committed and "### BEGIN HIDDEN TESTS" not in committed
+    release = nbformat.read(released, as_version=4)
     cells = graded_cells(release)
     mistakes = MISTAKES[name]
     assert len(mistakes) >= 3, "at least three mistake fixtures per assignment"
