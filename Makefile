@@ -5,12 +5,21 @@
 
 PYTHON     ?= python3
 VENV       ?= .venv
-# torch comes from PyTorch's CPU wheel index (a CPU build, ~200 MB, not the multi-GB CUDA build an ordinary
-# `pip install torch` gives on Linux) and from the default registry when that index cannot be reached
-# (tools/install_torch.py tries them in that order). On a CUDA box: make setup TORCH_SPEC=torch, which
-# skips the CPU index. TORCH_INDEX= (empty) skips it too.
+# torch: on Linux torch==2.13.0 from PyTorch's CPU wheel index (a CPU build, ~200 MB, not the multi-GB CUDA
+# build an ordinary `pip install torch` gives), and from the default registry when that index cannot be reached
+# (tools/install_torch.py tries them in that order). Elsewhere (macOS) the newest torch the platform has in the
+# tested range, 2.2 (an Intel Mac's newest) to 2.13.0. On a CUDA box: make setup TORCH_BUILD=cuda, which installs
+# the registry's (CUDA) build and replaces a CPU build already installed. TORCH_SPEC=... installs another torch
+# (without the CPU index); TORCH_INDEX= (empty) skips the index. Setup keeps an installed torch that satisfies
+# TORCH_SPEC, and pip keeps it when it installs the rest ($(VENV)/constraints.txt).
+UNAME      := $(shell uname -s)
+ifeq ($(UNAME),Linux)
 TORCH_SPEC ?= torch==2.13.0
-TORCH_INDEX ?= $(if $(filter command line environment,$(origin TORCH_SPEC)),,https://download.pytorch.org/whl/cpu)
+else
+TORCH_SPEC ?= torch>=2.2,<=2.13.0
+endif
+TORCH_BUILD ?= cpu
+TORCH_INDEX ?= $(if $(filter command line environment,$(origin TORCH_SPEC)),,$(if $(filter cpu,$(TORCH_BUILD)),$(if $(filter Linux,$(UNAME)),https://download.pytorch.org/whl/cpu,),))
 PY         := $(VENV)/bin/python
 STAMP      := $(VENV)/.bnn_teach-installed
 # nbgrader calls `alembic` through the shell, so the environment's bin/ goes first on PATH.
@@ -18,15 +27,19 @@ RUN        := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
 .PHONY: setup lab test check clean peers notebooks site
 
+ENSURE_TORCH = $(PYTHON) tools/install_torch.py --ensure --python $(PY) --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)" --build $(if $(filter cuda,$(TORCH_BUILD)),cuda,any) --constraints $(VENV)/constraints.txt
+
+# Every time: a TORCH_SPEC or TORCH_BUILD given now is honoured in an environment set up before (a no-op otherwise).
 setup: $(STAMP)
+	@$(ENSURE_TORCH) >> $(SETUP_LOG) 2>&1 || { tail -n 25 $(SETUP_LOG); echo "make: installing torch failed; the whole log: $(SETUP_LOG)"; exit 1; }
 
 # Quiet unless it fails: pip's output goes to $(VENV)/setup.log, and its last lines are shown on a failure.
 SETUP_LOG  := $(VENV)/setup.log
 $(STAMP): pyproject.toml
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@echo "make: installing the course's packages into $(VENV) (a few minutes the first time; log: $(SETUP_LOG))"
-	@$(PY) -c "import torch" 2>/dev/null || $(PYTHON) tools/install_torch.py --python $(PY) --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)" > $(SETUP_LOG) 2>&1 || { tail -n 25 $(SETUP_LOG); echo "make: installing torch failed; the whole log: $(SETUP_LOG)"; exit 1; }
-	@$(PY) -m pip install -e ".[course,dev]" >> $(SETUP_LOG) 2>&1 || { tail -n 25 $(SETUP_LOG); echo "make: pip install failed; the whole log: $(SETUP_LOG)"; exit 1; }
+	@$(ENSURE_TORCH) > $(SETUP_LOG) 2>&1 || { tail -n 25 $(SETUP_LOG); echo "make: installing torch failed; the whole log: $(SETUP_LOG)"; exit 1; }
+	@$(PY) -m pip install -c $(VENV)/constraints.txt -e ".[course,dev]" >> $(SETUP_LOG) 2>&1 || { tail -n 25 $(SETUP_LOG); echo "make: pip install failed; the whole log: $(SETUP_LOG)"; exit 1; }
 	@touch $(STAMP)
 	@echo "make: set up ($(VENV))"
 
@@ -47,10 +60,13 @@ site: setup
 	$(RUN) $(VENV)/bin/bnn-teach site $(SITE_ARGS)
 
 # The linter (ruff, settings in pyproject.toml) and then the tests; both must pass.
+# The tests run in parallel (pytest-xdist), one worker per core, at most 8; TEST_WORKERS=0 runs them in one
+# process. worksteal: an idle worker takes queued tests from a busy one (test times range from ms to minutes).
 # pytest exits 5 when it collected no tests; that is not a failure of the build.
+TEST_WORKERS ?= auto
 test: setup
 	$(RUN) $(VENV)/bin/ruff check .; lint=$$?; \
-	$(RUN) $(PY) -m pytest $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; \
+	$(RUN) $(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 8 --dist worksteal $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; \
 	if [ $$lint -ne 0 ]; then echo "make test: ruff found the problems listed above"; rc=1; fi; exit $$rc
 
 # The peer libraries of benchmarks/peers.py (the [peers] extra), without their declared dependencies:
