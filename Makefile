@@ -25,7 +25,7 @@ STAMP      := $(VENV)/.bnn_teach-installed
 # nbgrader calls `alembic` through the shell, so the environment's bin/ goes first on PATH.
 RUN        := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: setup lab test check clean peers notebooks site
+.PHONY: setup lab test test-torch-lowest check clean peers notebooks site
 
 ENSURE_TORCH = $(PYTHON) tools/install_torch.py --ensure --python $(PY) --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)" --build $(if $(filter cuda,$(TORCH_BUILD)),cuda,any) --constraints $(VENV)/constraints.txt
 
@@ -69,6 +69,24 @@ test: setup
 	$(RUN) $(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 8 --dist worksteal $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; \
 	if [ $$lint -ne 0 ]; then echo "make test: ruff found the problems listed above"; rc=1; fi; exit $$rc
 
+# The library's tests on the lowest torch of the tested range (CI runs it after make test): a second environment,
+# $(LOWEST_VENV), with torch 2.2.2 (numpy<2 beside it) and the library with pytest; the course's tools are not
+# needed there, nor full MNIST (the embedded subset is used). On Linux torch 2.2.2 comes from the CPU index, else
+# from the registry (a CUDA build, ~2.5 GB).
+LOWEST_VENV  ?= .venv-torch-lowest
+LOWEST_TORCH ?= torch==2.2.2
+LOWEST_LOG   := $(LOWEST_VENV)/setup.log
+LIBRARY_TESTS ?= tests/test_kl.py tests/test_layers.py tests/test_vi.py tests/test_sgmcmc.py \
+	tests/test_predict_metrics.py tests/test_sparsity.py tests/test_train.py tests/test_utils.py \
+	tests/test_selfcheck.py tests/test_doctests.py
+test-torch-lowest:
+	@test -x $(LOWEST_VENV)/bin/python || $(PYTHON) -m venv $(LOWEST_VENV)
+	@echo "make: $(LOWEST_TORCH) and the library into $(LOWEST_VENV) (log: $(LOWEST_LOG))"
+	@$(PYTHON) tools/install_torch.py --ensure --python $(LOWEST_VENV)/bin/python --spec "$(LOWEST_TORCH)" --index "$(TORCH_INDEX)" --constraints $(LOWEST_VENV)/constraints.txt > $(LOWEST_LOG) 2>&1 || { tail -n 25 $(LOWEST_LOG); echo "make: installing $(LOWEST_TORCH) failed"; exit 1; }
+	@$(LOWEST_VENV)/bin/python -m pip install -c $(LOWEST_VENV)/constraints.txt -e . pytest pytest-xdist scipy scikit-learn >> $(LOWEST_LOG) 2>&1 || { tail -n 25 $(LOWEST_LOG); echo "make: pip install failed"; exit 1; }
+	@$(LOWEST_VENV)/bin/python -c "import torch, numpy; print(f'make: testing the library on torch {torch.__version__}, numpy {numpy.__version__}')"
+	env -u BNN_TEACH_DATA $(LOWEST_VENV)/bin/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --maxprocesses 8 --dist worksteal $(LIBRARY_TESTS)
+
 # The peer libraries of benchmarks/peers.py (the [peers] extra), without their declared dependencies:
 # unpinned, those pull a CUDA torch, torchvision and tensorboard in place of the CPU torch. None of
 # the three imports torchvision or tensorboard when its layers are imported; what they do import
@@ -83,4 +101,4 @@ peers: setup
 	echo "peers installed; torch $$before -> $$after" && test "$$before" = "$$after"
 
 clean:
-	rm -rf $(VENV) .pytest_cache build *.egg-info
+	rm -rf $(VENV) $(LOWEST_VENV) .pytest_cache build *.egg-info
