@@ -332,6 +332,10 @@ def _grade(args) -> int:
                       + "".join(f"\n  {p}" for p in r.problems))
             failed = sum(r.status != "ok" for r in results)
             print(f"{len(results)} graded, {failed} with problems" if failed else f"{len(results)} graded, all ok")
+            by_hand = sum(results[0].manual.values()) if results else 0
+            if by_hand:
+                print(f"and {by_hand:g} points a student of written answers ({', '.join(results[0].manual)}) to grade "
+                      "by hand in the Formgrader (make lab, then Nbgrader > Formgrader)")
             return 0
         if args.action == "feedback":
             print(f"feedback in {grading.feedback(args.assignment, root=args.root)}/")

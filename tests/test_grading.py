@@ -45,8 +45,10 @@ def make_course(tmp_path, assignments, timeout=None, grace=None, wall=None):
 
 
 def graded_cells(notebook):
+    """The autograded cells (a written answer, graded by hand, is a graded solution cell)."""
     return [c.metadata["nbgrader"]["grade_id"] for c in notebook.cells
-            if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("points")]
+            if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("points")
+            and not c.metadata["nbgrader"].get("solution")]
 
 
 def solution_submission(root, name, edit=None):
@@ -101,6 +103,11 @@ def test_release_from_solutions_then_solution_full_blank_zero_and_each_mistake_l
     assert "### BEGIN SOLUTION" not in committed and "### BEGIN HIDDEN TESTS" not in committed
     release = nbformat.read(released, as_version=4)
     cells = graded_cells(release)
+    [written] = [c for c in release.cells if c.metadata.get("nbgrader", {}).get("grade")
+                 and c.metadata["nbgrader"].get("solution")]  # one written answer, graded by hand
+    assert written.cell_type == "markdown" and written.source == "YOUR ANSWER HERE"
+    assert written.metadata["nbgrader"]["points"] == 2 and written.metadata["nbgrader"]["grade_id"] not in cells
+    assert "Model answer" not in committed and "Rubric" not in committed, "the rubric stays with the solution"
     mistakes = MISTAKES[name]
     assert len(mistakes) >= 3, "at least three mistake fixtures per assignment"
     submit(root, "solution", name, solution_submission(root, name))
@@ -111,6 +118,7 @@ def test_release_from_solutions_then_solution_full_blank_zero_and_each_mistake_l
 
     full = results["solution"]
     assert set(full.cells) == set(cells)
+    assert full.manual == {written.metadata["nbgrader"]["grade_id"]: 2.0}, "left to the instructor, not scored"
     assert all(score == maximum > 0 for score, maximum in full.cells.values()), (full.cells, full.problems)
     assert all(score == 0 for score, _ in results["blank"].cells.values()), results["blank"].cells
     for mistake, (_, _, _, loses) in mistakes.items():
@@ -130,6 +138,7 @@ def test_release_from_solutions_then_solution_full_blank_zero_and_each_mistake_l
 
     rows = {(r["student"], r["assignment"]): r for r in grading.scores(root)}
     assert rows[("solution", name)]["score"] == full.max_score
+    assert rows[("solution", name)]["max_score"] == full.max_score + 2 and rows[("solution", name)]["to_grade"] == 2
     assert rows[("blank", name)]["score"] == 0
     again = grading.autograde(name, students=["solution"], root=root, progress=False)[0]
     assert again.cells == full.cells, "grading the same submission twice gives the same scores"
@@ -236,6 +245,7 @@ def test_grade_commands_release_autograde_feedback_scores(tmp_path, capsys):
     assert cli.main(["grade", "autograde", name, "--root", str(root), "--no-progress"]) == 0
     out = capsys.readouterr().out
     assert "ada" in out and "24/24" in out and "0/24" in out
+    assert "and 2 points a student of written answers (written_reparam) to grade by hand" in out
     assert cli.main(["grade", "feedback", name, "--root", str(root)]) == 0
     assert (root / "course" / "feedback" / "ada" / name / f"{name}.html").exists()
     assert capsys.readouterr().out.startswith("feedback in ")
@@ -243,10 +253,24 @@ def test_grade_commands_release_autograde_feedback_scores(tmp_path, capsys):
     assert cli.main(["grade", "scores", "--root", str(root), "--csv", str(csv_path), "--plot", str(png_path)]) == 0
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["student", name, "total"]
-    assert table[1].split() == ["ada", "24/24", "24/24"] and table[2].split() == ["bob", "0/24", "0/24"]
-    assert csv_path.read_text().splitlines()[0] == "student,assignment,score,max_score,status"
-    assert csv_path.read_text().splitlines()[1] == f"ada,{name},24.0,24.0,ok"
+    assert table[1].split() == ["ada", "24/26", "24/26"] and table[2].split() == ["bob", "0/26", "0/26"]
+    assert f"+ ada {name}: 2 points of written answers to grade by hand (Formgrader)" in table
+    assert csv_path.read_text().splitlines()[0] == "student,assignment,score,max_score,status,to_grade"
+    assert csv_path.read_text().splitlines()[1] == f"ada,{name},24.0,26.0,ok,2.0"
     assert png_path.stat().st_size > 1000
+
+    # the instructor grades ada's written answer (as the Formgrader does); autograding her again keeps it
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{root / 'course' / 'gradebook.db'}") as gb:
+        grade = gb.find_grade("written_reparam", name, name, "ada")
+        assert grade.auto_score is None and grade.manual_score is None, "a written answer is never autograded"
+        grade.manual_score = 1.5
+        gb.db.commit()
+    assert cli.main(["grade", "autograde", name, "--student", "ada", "--root", str(root), "--no-progress"]) == 0
+    rows = {r["student"]: r for r in grading.scores(root)}
+    assert (rows["ada"]["score"], rows["ada"]["max_score"], rows["ada"]["to_grade"]) == (25.5, 26.0, 0.0)
+    assert (rows["bob"]["score"], rows["bob"]["to_grade"]) == (0.0, 2.0)
     assert cli.main(["grade", "release", "A9_missing", "--root", str(root)]) == 2
     assert "no assignment 'A9_missing'" in capsys.readouterr().err
 

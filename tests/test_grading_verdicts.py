@@ -23,7 +23,8 @@ ASSIGNMENTS = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir(
 def graded_cells(name):
     notebook = nbformat.read(ROOT / "assignments" / name / f"{name}.ipynb", as_version=4)
     return {c.metadata["nbgrader"]["grade_id"] for c in notebook.cells
-            if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("points")}
+            if c.metadata.get("nbgrader", {}).get("grade") and c.metadata["nbgrader"].get("points")
+            and not c.metadata["nbgrader"].get("solution")}  # not the written answer, graded by hand
 
 
 @pytest.mark.parametrize("name", ASSIGNMENTS)

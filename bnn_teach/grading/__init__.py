@@ -348,11 +348,14 @@ def solution_submission(assignment: str, root=None):
 class GradeResult:
     """One student's autograded assignment: points per graded cell (``grade_id -> (score, max)``), the
     total, what went wrong (a cell past its limit, a dead kernel, edited test cells, files the submission
-    changed and that were restored) and each cell's CPU and wall seconds (``timings``)."""
+    changed and that were restored) and each cell's CPU and wall seconds (``timings``). ``manual``: the
+    cells graded by hand (written answers) and their points, ``grade_id -> max``; they are not in ``cells``
+    nor in the score: the instructor grades them in the Formgrader."""
 
     student: str
     assignment: str
     cells: dict = field(default_factory=dict)
+    manual: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)
     status: str = "ok"
     timings: list = field(default_factory=list)
@@ -370,7 +373,8 @@ class GradeResult:
     def to_dict(self) -> dict:
         return {"student": self.student, "assignment": self.assignment, "status": self.status,
                 "score": self.score, "max_score": self.max_score, "problems": self.problems,
-                "cells": {k: list(v) for k, v in self.cells.items()}, "verdicts": self.verdicts,
+                "cells": {k: list(v) for k, v in self.cells.items()}, "manual": self.manual,
+                "verdicts": self.verdicts,
                 "timings": self.timings,
                 "seconds": round(self.seconds, 2)}
 
@@ -479,8 +483,12 @@ def _grade_one(root: Path, assignment: str, student: str, submission: Path, work
     code = verdicts.student_code(nbformat.read(notebook_path, as_version=4)) if notebook_path.exists() else ""
     with Gradebook(_db_url(work)) as gb:
         for notebook in gb.find_assignment(assignment).notebooks:
+            answers = {cell.name for cell in notebook.solution_cells}
             for cell in notebook.grade_cells:
                 maximum = float(cell.max_score)
+                if cell.name in answers:  # a written answer, graded by hand
+                    result.manual[cell.name] = maximum
+                    continue
                 if cell.name not in prepared.spec.verdicts:
                     passed, message = False, "the grader has no verdict for this cell: tell the instructor"
                     result.problems.append(f"{cell.name}: no verdict in solutions/{assignment}/_verdicts.py")
@@ -548,7 +556,10 @@ def _merge(root: Path, result: GradeResult) -> None:
         except MissingEntry:
             gb.add_submission(result.assignment, result.student)
         for notebook in gb.find_assignment(result.assignment).notebooks:
+            answers = {cell.name for cell in notebook.solution_cells}
             for cell in notebook.grade_cells:
+                if cell.name in answers:  # graded by hand: its manual score, if any, stays
+                    continue
                 grade = gb.find_grade(cell.name, notebook.name, result.assignment, result.student)
                 grade.auto_score = result.cells.get(cell.name, (0.0, 0.0))[0]
         gb.db.commit()
@@ -780,9 +791,10 @@ def feedback(assignment: str, root=None) -> Path:
 
 
 def scores(root=None) -> list[dict]:
-    """Every submission: ``{"student", "assignment", "score", "max_score", "status"}``; ``status`` is the
-    grader's (``ok``, ``timed out in cell X``, ...) or ``not run`` for a submission not yet autograded
-    (its score is then None)."""
+    """Every submission: ``{"student", "assignment", "score", "max_score", "status", "to_grade"}``; ``status``
+    is the grader's (``ok``, ``timed out in cell X``, ...) or ``not run`` for a submission not yet autograded
+    (its score is then None); ``to_grade``: the points of written answers not yet graded by hand (in the
+    Formgrader), part of ``max_score`` and not yet of ``score``."""
     import json
 
     from nbgrader.api import Gradebook
@@ -795,27 +807,31 @@ def scores(root=None) -> list[dict]:
                 for submission in assignment.submissions:
                     log = _log_path(root, assignment.name, submission.student.id)
                     status = json.loads(log.read_text())["status"] if log.exists() else "ok"
+                    pending = sum(float(grade.max_score) for notebook in submission.notebooks
+                                  for grade in notebook.grades
+                                  if grade.auto_score is None and grade.manual_score is None)
                     rows[(submission.student.id, assignment.name)] = {
                         "student": submission.student.id, "assignment": assignment.name,
                         "score": float(submission.score), "max_score": float(submission.max_score),
-                        "status": status}
+                        "status": status, "to_grade": pending}
     for folder in sorted((root / "course" / "submitted").glob("*/*")):
         key = (folder.parent.name, folder.name)
         if folder.is_dir() and key not in rows:
             rows[key] = {"student": key[0], "assignment": key[1], "score": None, "max_score": None,
-                         "status": "not run"}
+                         "status": "not run", "to_grade": None}
     return sorted(rows.values(), key=lambda r: (r["student"], r["assignment"]))
 
 
 def format_scores(rows: list[dict]) -> str:
     """A table, one row per student, one column per assignment (``score/max``, ``*`` when the grader's
-    status is not ``ok``), the total, and below it one line per submission whose status is not ``ok``."""
+    status is not ``ok``), the total, and below it one line per submission whose status is not ``ok`` and one
+    (``+``) per submission with written answers still to grade by hand."""
     assignments = sorted({r["assignment"] for r in rows})
     students = sorted({r["student"] for r in rows})
     cell = {(r["student"], r["assignment"]): r for r in rows}
     width = max([len(s) for s in students] + [7])
     lines = [f"{'student':<{width}}  " + "  ".join(f"{a:>14}" for a in assignments) + "       total"]
-    flagged = []
+    flagged, pending = [], []
     for student in students:
         got = [cell.get((student, a)) for a in assignments]
         text = []
@@ -828,17 +844,22 @@ def format_scores(rows: list[dict]) -> str:
                 text.append(f"{r['score']:g}/{r['max_score']:g}" + ("*" if r["status"] != "ok" else ""))
             if r is not None and r["status"] != "ok":
                 flagged.append(f"* {student} {r['assignment']}: {r['status']}")
+            if r is not None and r.get("to_grade"):
+                pending.append(f"+ {student} {r['assignment']}: {r['to_grade']:g} points of written answers to "
+                               "grade by hand (Formgrader)")
         total = sum(r["score"] for r in got if r and r["score"] is not None)
         maximum = sum(r["max_score"] for r in got if r and r["max_score"] is not None)
         lines.append(f"{student:<{width}}  " + "  ".join(f"{t:>14}" for t in text) + f"  {total:g}/{maximum:g}")
-    return "\n".join(lines + ([""] + flagged if flagged else []))
+    return "\n".join(lines + ([""] + flagged if flagged else []) + ([""] + pending if pending else []))
 
 
 def write_scores_csv(rows: list[dict], path) -> Path:
-    """One row per submission: student, assignment, score, max_score, status (empty scores: not run)."""
+    """One row per submission: student, assignment, score, max_score, status, to_grade (empty scores: not
+    run; to_grade: points of written answers not yet graded by hand)."""
     path = Path(path)
     with path.open("w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=["student", "assignment", "score", "max_score", "status"])
+        writer = csv.DictWriter(handle, fieldnames=["student", "assignment", "score", "max_score", "status",
+                                                    "to_grade"])
         writer.writeheader()
         writer.writerows(rows)
     return path

@@ -324,6 +324,30 @@ assert rmse < 0.5, f"the predictive mean misses the data (RMSE {rmse:.2f}): with
 ratio = float(far.std(0).mean() / on_data.std(0).mean())
 assert ratio > 2, f"the spread off the data is only {ratio:.1f}x that on the data: is each forward drawing new weights?"
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "written_reparam_question", "locked": true, "schema_version": 3, "solution": false}
+# ## Written answer (2 points, graded by hand): the reparametrization trick
+#
+# Why can we backpropagate through $w = \mu + \operatorname{softplus}(\rho)\,\varepsilon$, $\varepsilon \sim
+# \mathcal N(0, 1)$, but not through a value drawn by a sampler, `torch.normal(mu, sigma)`, to estimate the
+# gradient of the expected log-likelihood in $(\mu, \rho)$?
+#
+# Answer in the cell below in two to four sentences, in your own words. It is read by your instructor,
+# not by the autograder: name the mechanism, not only the result.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_reparam", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Model answer.** The noise $\varepsilon$ has a distribution that does not depend on $(\mu, \rho)$, so for a
+# fixed $\varepsilon$ the weight is a differentiable function of the parameters ($\partial w/\partial\mu = 1$,
+# $\partial w/\partial\rho = \operatorname{sigmoid}(\rho)\,\varepsilon$). The gradient of the expectation is then the
+# expectation of a gradient, and averaging over draws of $\varepsilon$ estimates it without bias. A sampler's
+# output carries no gradient with respect to the parameters of the distribution it was drawn from; one would
+# need the score-function (REINFORCE) estimator, also unbiased but with a much larger variance.
+#
+# **Rubric (2 points).**
+# - 1 point: the noise's distribution is fixed, so $w$ is a deterministic, differentiable function of $(\mu,
+#   \rho)$ given $\varepsilon$ (the gradient moves inside the expectation).
+# - 1 point: a sampled value has no gradient in the distribution's parameters; the alternative (score function /
+#   REINFORCE) has a far higher variance. Half a point for "it is not differentiable" without saying why.
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "extension", "locked": true, "schema_version": 3, "solution": false}
 # ## Extension (optional, not graded): the local reparametrization trick
 #

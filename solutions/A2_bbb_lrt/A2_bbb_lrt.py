@@ -340,6 +340,29 @@ with hidden("bnn_teach.metrics.ece", "bnn_teach.metrics.reliability_bins"):
 assert isinstance(value, float), "return a Python float"
 assert math.isclose(value, 0.15, abs_tol=1e-9), f"expected |0.75 - 0.9| = 0.15 for this case, got {value}"
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "written_lrt_question", "locked": true, "schema_version": 3, "solution": false}
+# ## Written answer (2 points, graded by hand): the local reparametrization trick
+#
+# With one weight matrix sampled per minibatch, the gradient's variance does not fall like $1/M$ in the batch
+# size $M$. Why not, and why does the local reparametrization trick make it fall?
+#
+# Answer in the cell below in two to four sentences, in your own words. It is read by your instructor,
+# not by the autograder: name the mechanism, not only the result.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_lrt", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Model answer.** With one shared weight sample the $M$ per-example terms of the minibatch estimate are
+# correlated: they all see the same noise, so the covariance terms of the variance do not shrink as $M$ grows.
+# The local reparametrization trick samples each example's pre-activations from their exact Gaussian, $\mathcal
+# N(x\mu^\top, x^2(\sigma^2)^\top)$: the marginal of each term is unchanged (the estimator stays unbiased), but
+# the noise is independent across examples, so the covariances vanish and the variance falls like $1/M$. It also
+# draws fewer random numbers (batch × outputs instead of inputs × outputs).
+#
+# **Rubric (2 points).**
+# - 1 point: a shared weight sample makes the examples' terms correlated (covariance terms that do not shrink
+#   with $M$).
+# - 1 point: LRT samples pre-activations independently per example with the same marginal, so the estimator
+#   stays unbiased and the covariances vanish.
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "extension", "locked": true, "schema_version": 3, "solution": false}
 # ## Extension (optional, not graded)
 #

@@ -243,6 +243,28 @@ assert result["total"] > 0.8 and result["epistemic"] > 0.8, \
     f"AUROC {result}: below 0.5 means the labels are the wrong way round (noise is label 1)"
 print(f"AUROC for noise vs digits: total {result['total']:.3f}, epistemic {result['epistemic']:.3f}")
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "written_mc_dropout_question", "locked": true, "schema_version": 3, "solution": false}
+# ## Written answer (2 points, graded by hand): dropout at test time
+#
+# Why must dropout stay on at test time for MC dropout to give an uncertainty estimate, and what kind of
+# uncertainty does the spread of the $T$ stochastic predictions measure?
+#
+# Answer in the cell below in two to four sentences, in your own words. It is read by your instructor,
+# not by the autograder: name the mechanism, not only the result.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_mc_dropout", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Model answer.** Each dropout mask is a sample of the weights from the approximate posterior $q(W)$; with
+# dropout off the network uses the mean weights, one point estimate, and every pass gives the same prediction.
+# Averaging $T$ passes with dropout on is a Monte Carlo estimate of the predictive distribution. Their spread
+# (the variance of the means, or the mutual information for classes) is epistemic: the disagreement between
+# plausible weights, which shrinks with more data, unlike the aleatoric noise of the labels.
+#
+# **Rubric (2 points).**
+# - 1 point: dropout masks sample weights from the approximate posterior; off, the network is a point estimate
+#   with no spread.
+# - 1 point: the spread across passes is epistemic (model) uncertainty, reduced by more data; not the label
+#   noise.
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "extension", "locked": true, "schema_version": 3, "solution": false}
 # ## Extension (optional, not graded)
 #

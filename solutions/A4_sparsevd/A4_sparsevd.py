@@ -307,6 +307,28 @@ mask = (log_alpha(first.weight, first.log_sigma2) < first.threshold).detach()
 fig = bt.viz.plot_input_tiles(first.weight.detach().numpy(), mask.numpy(), num_units=36,
                               title=f"LeNet-300-100, first layer: {100 * float(mask.float().mean()):.1f} % of weights kept")
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "written_sparsevd_question", "locked": true, "schema_version": 3, "solution": false}
+# ## Written answer (2 points, graded by hand): pruning by $\log\alpha$
+#
+# Why can a weight with $\log\alpha > 3$ be set to zero without harming the network, and what in the objective
+# drives $\alpha$ up for the weights the data do not need?
+#
+# Answer in the cell below in two to four sentences, in your own words. It is read by your instructor,
+# not by the autograder: name the mechanism, not only the result.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_sparsevd", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Model answer.** $\alpha = \sigma^2/\theta^2$, so $\log\alpha > 3$ means the weight's noise has a standard
+# deviation $e^{1.5} \approx 4.5$ times its mean: during training the network saw that weight as almost pure
+# noise and learned to work without its value; replacing it by 0 changes its output by less than the noise it
+# was trained with. The KL to the log-uniform prior decreases as $\alpha$ grows, so for every weight the
+# likelihood does not defend, the objective raises $\alpha$; only weights the data need keep a small $\alpha$.
+#
+# **Rubric (2 points).**
+# - 1 point: $\alpha$ is the noise-to-signal ratio; at $\log\alpha > 3$ the weight is mostly noise, which the
+#   network was trained to tolerate.
+# - 1 point: the KL term (log-uniform prior) falls monotonically in $\alpha$ and pushes it up unless the data
+#   term resists.
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "extension", "locked": true, "schema_version": 3, "solution": false}
 # ## Extension (optional, not graded)
 #

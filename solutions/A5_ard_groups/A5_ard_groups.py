@@ -250,6 +250,30 @@ kept = {"SparseVD": sum(row["kept"] for row in tables["svdo"]), "ARD": sum(row["
 assert kept[answer] < kept["ARD" if answer == "SparseVD" else "SparseVD"], \
     f"the table says otherwise: weights kept {kept}"
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "written_groups_question", "locked": true, "schema_version": 3, "solution": false}
+# ## Written answer (2 points, graded by hand): group sparsity
+#
+# Two networks have the same number of zero weights: one has them scattered by a per-weight prior, the other has
+# whole neurons removed by a group prior. Why is the second one faster on ordinary hardware, and how does the
+# group prior decide that a whole neuron can go?
+#
+# Answer in the cell below in two to four sentences, in your own words. It is read by your instructor,
+# not by the autograder: name the mechanism, not only the result.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_groups", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Model answer.** Removing a neuron deletes a row of one weight matrix and a column of the next, so the layers
+# become smaller dense matrices and an ordinary dense matrix product does less work. Scattered zeros keep the
+# shapes: the dense kernel multiplies the zeros anyway, and sparse formats pay off only at very high sparsity.
+# The group prior gives all the weights of a neuron one shared scale ($z$): its noise-to-signal ratio pools the
+# evidence of the whole neuron, and when it is large the neuron's output is noise and the whole group is removed
+# together.
+#
+# **Rubric (2 points).**
+# - 1 point: whole neurons shrink the dense layers (smaller matrix products); scattered zeros do not change the
+#   shapes or the cost of a dense product.
+# - 1 point: a shared per-neuron scale/noise variable decides for the group at once (the whole neuron is pruned
+#   when its $\log\alpha$ of $z$ is large).
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "extension", "locked": true, "schema_version": 3, "solution": false}
 # ## Extension (optional, not graded)
 #

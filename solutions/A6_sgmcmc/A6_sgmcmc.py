@@ -260,6 +260,29 @@ print(f"{len(samples)} samples: accuracy {100 * accuracy:.1f} %, NLL {ensemble_n
 assert accuracy > 0.86, f"accuracy {100 * accuracy:.1f} %: check the loss (mean NLL + prior / N) and the step"
 assert ensemble_nll < member_nll, "averaging the members' probabilities should lower the NLL below a member's"
 
+# %% [markdown] nbgrader={"grade": false, "grade_id": "written_sgld_question", "locked": true, "schema_version": 3, "solution": false}
+# ## Written answer (2 points, graded by hand): SGLD's noise and step size
+#
+# What does SGLD's injected noise change compared with SGD, and why should its step size decrease for the
+# samples to come from the posterior?
+#
+# Answer in the cell below in two to four sentences, in your own words. It is read by your instructor,
+# not by the autograder: name the mechanism, not only the result.
+
+# %% [markdown] nbgrader={"grade": true, "grade_id": "written_sgld", "locked": false, "points": 2, "schema_version": 3, "solution": true}
+# **Model answer.** Without the noise the update is SGD, which converges to a mode (a MAP point). Noise of
+# variance $2\,\mathrm{lr}\,T$ per step makes the update a discretised Langevin diffusion, whose stationary
+# distribution is the posterior (at $T = 1$), so the iterates wander over it instead of settling. A fixed step
+# leaves a bias from the discretisation and from the minibatch gradient's noise; as the step size decreases, the
+# injected noise (variance of order lr) dominates the gradient noise (of order lr²) and the bias vanishes,
+# without a Metropolis–Hastings correction.
+#
+# **Rubric (2 points).**
+# - 1 point: the noise turns SGD's optimisation into sampling: the Langevin dynamics has the posterior as its
+#   stationary distribution (SGD collapses to a mode).
+# - 1 point: a fixed step is biased (discretisation, minibatch noise); decreasing steps make the injected noise
+#   dominate and the bias vanish.
+
 # %% [markdown] nbgrader={"grade": false, "grade_id": "extension", "locked": true, "schema_version": 3, "solution": false}
 # ## Extension (optional, not graded)
 #
