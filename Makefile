@@ -25,7 +25,7 @@ STAMP      := $(VENV)/.bnn_teach-installed
 # nbgrader calls `alembic` through the shell, so the environment's bin/ goes first on PATH.
 RUN        := PATH="$(CURDIR)/$(VENV)/bin:$$PATH"
 
-.PHONY: setup lab test test-torch-lowest check clean peers notebooks site
+.PHONY: setup lab test test-torch-lowest check clean peers notebooks site hub hub-setup
 
 ENSURE_TORCH = $(PYTHON) tools/install_torch.py --ensure --python $(PY) --spec "$(TORCH_SPEC)" --index "$(TORCH_INDEX)" --build $(if $(filter cuda,$(TORCH_BUILD)),cuda,any) --constraints $(VENV)/constraints.txt
 
@@ -53,6 +53,19 @@ notebooks: setup
 lab: setup
 	@$(RUN) $(VENV)/bin/bnn-teach check --course
 	@$(RUN) $(VENV)/bin/bnn-teach lab $(LAB_ARGS)
+
+# A class on JupyterHub (INSTRUCTORS.md: "A class on JupyterHub"), as root: JupyterHub (the [hub] extra) and
+# configurable-http-proxy (npm, Node from the distribution: apt-get install nodejs npm) into $(VENV)/node, then
+# `make hub` runs `bnn-teach hub start $(HUB_ARGS)` (create the accounts first: bnn-teach hub add-instructor/add-students).
+PROXY := $(VENV)/node/node_modules/.bin/configurable-http-proxy
+hub-setup: setup
+	@$(PY) -m pip install -c $(VENV)/constraints.txt -e ".[course,hub]" >> $(SETUP_LOG) 2>&1 || { tail -n 25 $(SETUP_LOG); echo "make: pip install failed; the whole log: $(SETUP_LOG)"; exit 1; }
+	@test -x $(PROXY) || { command -v npm >/dev/null || { echo "make: npm is missing (Debian: apt-get install nodejs npm)"; exit 1; }; \
+	  npm install --prefix $(VENV)/node configurable-http-proxy >> $(SETUP_LOG) 2>&1 || { tail -n 25 $(SETUP_LOG); echo "make: npm install configurable-http-proxy failed"; exit 1; }; }
+	@echo "make: JupyterHub and configurable-http-proxy ready ($(PROXY))"
+
+hub: hub-setup
+	$(RUN) $(VENV)/bin/bnn-teach hub start $(HUB_ARGS)
 
 # The course to read on the web: every lecture executed (FAST mode; SITE_ARGS=--full with the data) with its
 # figures, as HTML in build/site/ (open build/site/index.html).

@@ -10,6 +10,7 @@ import argparse
 import importlib
 import math
 import platform
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -231,7 +232,28 @@ def build_parser() -> argparse.ArgumentParser:
     p_site.add_argument("--executed", metavar="DIR", help="use the executed notebooks in DIR (bnn-teach run --save)")
     p_site.add_argument("--timeout", type=int, default=600, help="seconds a cell may run (default 600)")
     _add_grade_parser(sub)
+    _add_hub_parser(sub)
     return parser
+
+
+def _add_hub_parser(sub):
+    p_hub = sub.add_parser("hub", help="the course on a JupyterHub for a class (as root): accounts, then start")
+    actions = p_hub.add_subparsers(dest="hub_action", required=True, metavar="ACTION")
+    p = actions.add_parser("add-instructor", help="create the instructor's account with a copy of the course in "
+                                                  "~NAME/bnn_teach")
+    p.add_argument("name")
+    p = actions.add_parser("add-students", help="create students' accounts in the course's Unix group (then set "
+                                                "their passwords with passwd)")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--group", default="bnn_teach", help="the course's Unix group (default bnn_teach)")
+    p = actions.add_parser("start", help="run the hub until Ctrl-C and print where to log in")
+    p.add_argument("--instructor", default="instructor", help="the instructor's account (default instructor)")
+    p.add_argument("--group", default="bnn_teach", help="the students' Unix group (default bnn_teach)")
+    p.add_argument("--state", default="/srv/bnn_teach_hub",
+                   help="the hub's database and nbgrader's exchange (default /srv/bnn_teach_hub)")
+    p.add_argument("--ip", default="127.0.0.1",
+                   help="the address to listen on (default 127.0.0.1; 0.0.0.0 for a class, behind HTTPS)")
+    p.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
 
 
 def _add_reproduce_parser(sub):
@@ -302,6 +324,18 @@ def _add_grade_parser(sub):
                                            "syllabus, a README for students; no solutions, tests or guide")
     p.add_argument("out")
     p.add_argument("--root", **root)
+    p = actions.add_parser("hand-out", help="put the release assignments/ID/ into nbgrader's exchange, where "
+                                            "students fetch it (on the course's hub)")
+    p.add_argument("assignment")
+    p.add_argument("--root", **root)
+    p = actions.add_parser("collect", help="copy each student's submission from the exchange into "
+                                           "course/submitted/STUDENT/ID/")
+    p.add_argument("assignment")
+    p.add_argument("--root", **root)
+    p = actions.add_parser("hand-back", help="put each student's feedback page into the exchange, where only that "
+                                             "student fetches it (after feedback)")
+    p.add_argument("assignment")
+    p.add_argument("--root", **root)
     p = actions.add_parser("check", help="before handing in: same assignment, no test cell deleted, duplicated or "
                                          "edited, and the notebook runs top to bottom")
     p.add_argument("notebook")
@@ -337,6 +371,19 @@ def _grade(args) -> int:
                 print(f"and {by_hand:g} points a student of written answers ({', '.join(results[0].manual)}) to grade "
                       "by hand in the Formgrader (make lab, then Nbgrader > Formgrader)")
             return 0
+        if args.action == "hand-out":
+            grading.hand_out(args.assignment, root=args.root)
+            print(f"{args.assignment} is in the exchange: students fetch it from the Assignments tab")
+            return 0
+        if args.action == "collect":
+            students = grading.collect(args.assignment, root=args.root)
+            print(f"{len(students)} submissions of {args.assignment} in course/submitted/: {', '.join(students)}"
+                  if students else f"no submission of {args.assignment} in the exchange yet")
+            return 0
+        if args.action == "hand-back":
+            students = grading.hand_back(args.assignment, root=args.root)
+            print(f"feedback for {args.assignment} handed back to {len(students)} students: {', '.join(students)}")
+            return 0
         if args.action == "feedback":
             print(f"feedback in {grading.feedback(args.assignment, root=args.root)}/")
             return 0
@@ -367,6 +414,28 @@ def _grade(args) -> int:
     return 1 if problems else 0
 
 
+def _hub(args) -> int:
+    from bnn_teach import hub
+    from bnn_teach.reproduce import UsageError
+
+    try:
+        if args.hub_action == "add-instructor":
+            course = hub.add_instructor(args.name)
+            print(f"{args.name}: account ready, the course in {course}; set a password with `passwd {args.name}`")
+            return 0
+        if args.hub_action == "add-students":
+            hub.add_students(args.names, group=args.group)
+            print(f"{len(args.names)} students in the group {args.group}; set their passwords with passwd")
+            return 0
+        if not 0 < args.port < 65536:
+            raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
+        return hub.main(state=args.state, instructor=args.instructor, group=args.group, ip=args.ip, port=args.port)
+    except hub.HubError as err:
+        raise UsageError(str(err)) from None
+    except subprocess.CalledProcessError as err:
+        raise UsageError(f"{' '.join(err.cmd)} failed: {(err.stderr or '').strip()}") from None
+
+
 def _run(args) -> int:
     from bnn_teach import reproduce
 
@@ -381,6 +450,8 @@ def _run(args) -> int:
             return lab.main(port=args.port, open_browser=not args.no_browser)
         except FileNotFoundError as err:
             raise reproduce.UsageError(str(err)) from None
+    if args.command == "hub":
+        return _hub(args)
     if args.command == "reproduce":
         return _reproduce(args)
     if args.command == "gallery":

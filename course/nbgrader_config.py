@@ -19,7 +19,8 @@ c.CourseDirectory.feedback_directory = os.path.join("course", "feedback")
 c.CourseDirectory.db_url = "sqlite:///" + os.path.join(ROOT, "course", "gradebook.db")
 # the jupytext sources stay private: only the notebooks are released
 c.CourseDirectory.ignore = [".ipynb_checkpoints", "*.pyc", "__pycache__", "feedback", "*.py"]
-c.Exchange.root = os.path.join(ROOT, "course", "exchange")
+# nbgrader's exchange: the hub's (course/jupyterhub/, which sets BNN_TEACH_EXCHANGE), else a folder of the course
+c.Exchange.root = os.environ.get("BNN_TEACH_EXCHANGE") or os.path.join(ROOT, "course", "exchange")
 c.Exchange.path_includes_course = True
 
 # Autograding runs the notebook with bnn_teach's GuardedExecute in place of nbgrader's Execute (the rest

@@ -47,7 +47,7 @@ from pathlib import Path
 
 __all__ = ["hidden", "ReferenceHidden", "release", "autograde", "feedback", "scores", "check_submission",
            "solution_submission", "GradeResult", "GradebookGuard", "course_root", "format_scores",
-           "write_scores_csv", "plot_scores"]
+           "write_scores_csv", "plot_scores", "hand_out", "collect", "hand_back"]
 
 CONFIG = Path("course") / "nbgrader_config.py"
 
@@ -324,6 +324,51 @@ def release(assignment: str, root=None) -> Path:
     return root / "assignments" / assignment / f"{assignment}.ipynb"
 
 
+def _exchange(action: list[str], assignment: str, root, what: str) -> str:
+    """``nbgrader ACTION ASSIGNMENT`` on the course's exchange (``c.Exchange.root``: ``$BNN_TEACH_EXCHANGE`` on
+    the course's hub, else ``course/exchange``), under the gradebook's guard; returns nbgrader's log."""
+    root = course_root(root)
+    _require_assignment(root, assignment)
+    with GradebookGuard(root).writing():
+        done = _nbgrader([*action, assignment], root)
+    if done.returncode != 0:
+        raise RuntimeError(f"{what} {assignment} failed: {_nbgrader_error(done)}")
+    return done.stdout + done.stderr
+
+
+def hand_out(assignment: str, root=None) -> str:
+    """Put the release ``assignments/<id>/`` into the exchange, where students fetch it (nbgrader's
+    ``release_assignment``; again after a new release: ``--force`` replaces the one there)."""
+    return _exchange(["release_assignment", "--force"], assignment, root, "handing out")
+
+
+def collect(assignment: str, root=None) -> list[str]:
+    """Copy each student's latest submission from the exchange into ``course/submitted/<student>/<id>/``
+    (nbgrader's ``collect``, which keeps ``timestamp.txt`` beside it); returns the students collected."""
+    root = course_root(root)
+    _exchange(["collect", "--update"], assignment, root, "collecting")
+    return sorted(p.parent.name for p in (root / "course" / "submitted").glob(f"*/{assignment}")
+                  if (p / f"{assignment}.ipynb").exists())
+
+
+def hand_back(assignment: str, root=None) -> list[str]:
+    """Put each feedback page of ``course/feedback/<student>/<id>/`` into the exchange, where only that student
+    fetches it (nbgrader's ``release_feedback``; run ``feedback`` first); returns the students handed back."""
+    root = course_root(root)
+    pages = sorted((root / "course" / "feedback").glob(f"*/{assignment}/{assignment}.html"))
+    if not pages:
+        raise FileNotFoundError(f"no feedback for {assignment} yet: run `bnn-teach grade feedback {assignment}` "
+                                "first")
+    missing = [p.parent.parent.name for p in pages
+               if not all((p.parent / name).exists() for name in ("timestamp.txt", "submission_secret.txt"))]
+    if missing:
+        raise FileNotFoundError(f"feedback for {', '.join(missing)} cannot go back through the exchange: their "
+                                "submissions were not collected from it (no submission_secret.txt); send those "
+                                "pages by hand")
+    _exchange(["release_feedback"], assignment, root, "handing back feedback for")
+    return [p.parent.parent.name for p in pages]
+
+
 def solution_submission(assignment: str, root=None):
     """The released notebook with every solution cell filled in from ``solutions/<id>/<id>.ipynb``: what a
     student who got everything right hands in (to check the tests before a release)."""
@@ -524,7 +569,19 @@ def _show_verdicts(path: Path, result: GradeResult) -> None:
             verdict = "passed" if score == maximum else result.verdicts.get(grade_id, "failed")
             cell.setdefault("outputs", []).append(nbformat.v4.new_output(
                 "stream", name="stdout", text=f"Grader's check: {score:g} / {maximum:g} points. {verdict}\n"))
-    nbformat.write(notebook, path)
+    _rewrite(path, notebook)
+
+
+def _rewrite(path: Path, notebook) -> None:
+    """Write ``notebook`` over ``path``, which nbgrader leaves read-only (0444) for anyone but root; the mode stays."""
+    import nbformat
+
+    mode = path.stat().st_mode
+    path.chmod(mode | 0o200)
+    try:
+        nbformat.write(notebook, path)
+    finally:
+        path.chmod(mode)
 
 
 def _without_student(gradebook: Path, assignment: str, student: str) -> None:
@@ -770,7 +827,7 @@ def feedback(assignment: str, root=None) -> Path:
             for path in target.glob("*.ipynb"):
                 notebook = nbformat.read(path, as_version=4)
                 _strip_hidden(notebook)
-                nbformat.write(notebook, path)
+                _rewrite(path, notebook)
         if graded:
             done = _nbgrader(["generate_feedback", assignment, "--force"], work)
             if done.returncode != 0:
@@ -787,6 +844,12 @@ def feedback(assignment: str, root=None) -> Path:
         if not page.exists():
             page.parent.mkdir(parents=True, exist_ok=True)
             page.write_text(_failure_page(result))
+    for page in (root / "course" / "feedback").glob(f"*/{assignment}/{assignment}.html"):
+        # what nbgrader's release_feedback needs to hand the page to this submission's student alone
+        for name in ("timestamp.txt", "submission_secret.txt"):
+            source = root / "course" / "submitted" / page.parent.parent.name / assignment / name
+            if source.exists() and not (page.parent / name).exists():
+                shutil.copy2(source, page.parent / name)
     return root / "course" / "feedback"
 
 
