@@ -74,12 +74,14 @@ site: setup
 
 # The linter (ruff, settings in pyproject.toml) and then the tests; both must pass.
 # The tests run in parallel (pytest-xdist), one worker per core, at most 8; TEST_WORKERS=0 runs them in one
-# process. --dist load: an idle worker takes the next test; tests/conftest.py orders the long ones first.
+# process. --dist load --maxschedchunk 1: each worker holds at most two tests, and an idle one takes the next in
+# order; tests/conftest.py orders the long ones first (without the chunk limit a worker gets a quarter of its
+# share at the start: the long tests would all go to the first worker).
 # pytest exits 5 when it collected no tests; that is not a failure of the build.
 TEST_WORKERS ?= auto
 test: setup
 	$(RUN) $(VENV)/bin/ruff check .; lint=$$?; \
-	$(RUN) $(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 8 --dist load $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; \
+	$(RUN) $(PY) -m pytest -n $(TEST_WORKERS) --maxprocesses 8 --dist load --maxschedchunk 1 $(PYTEST_ARGS); rc=$$?; if [ $$rc -eq 5 ]; then rc=0; fi; \
 	if [ $$lint -ne 0 ]; then echo "make test: ruff found the problems listed above"; rc=1; fi; exit $$rc
 
 # The library's tests on the lowest torch of the tested range (CI runs it after make test): a second environment,
@@ -98,7 +100,7 @@ test-torch-lowest:
 	@$(PYTHON) tools/install_torch.py --ensure --python $(LOWEST_VENV)/bin/python --spec "$(LOWEST_TORCH)" --index "$(TORCH_INDEX)" --constraints $(LOWEST_VENV)/constraints.txt > $(LOWEST_LOG) 2>&1 || { tail -n 25 $(LOWEST_LOG); echo "make: installing $(LOWEST_TORCH) failed"; exit 1; }
 	@$(LOWEST_VENV)/bin/python -m pip install -c $(LOWEST_VENV)/constraints.txt -e . pytest pytest-xdist scipy scikit-learn >> $(LOWEST_LOG) 2>&1 || { tail -n 25 $(LOWEST_LOG); echo "make: pip install failed"; exit 1; }
 	@$(LOWEST_VENV)/bin/python -c "import torch, numpy; print(f'make: testing the library on torch {torch.__version__}, numpy {numpy.__version__}')"
-	env -u BNN_TEACH_DATA $(LOWEST_VENV)/bin/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --maxprocesses 8 --dist load $(LIBRARY_TESTS)
+	env -u BNN_TEACH_DATA $(LOWEST_VENV)/bin/python -m pytest -p no:cacheprovider -n $(TEST_WORKERS) --maxprocesses 8 --dist load --maxschedchunk 1 $(LIBRARY_TESTS)
 
 # The peer libraries of benchmarks/peers.py (the [peers] extra), without their declared dependencies:
 # unpinned, those pull a CUDA torch, torchvision and tensorboard in place of the CPU torch. None of

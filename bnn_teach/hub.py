@@ -2,9 +2,10 @@
 
 Run as root (each user's server runs as that user's Unix account). ``add-instructor NAME`` creates the
 instructor's account with a copy of the course in ``~NAME/bnn_teach``; ``add-students NAME ...`` creates the
-students' accounts, members of the course's Unix group; ``start`` prepares the state folder (the hub's database
-and nbgrader's exchange, writable by all, as nbgrader needs) and runs JupyterHub with
-``course/jupyterhub/jupyterhub_config.py`` until Ctrl-C, printing where to log in once it answers.
+students' accounts, members of the course's Unix group, each with the lectures in ``~/lectures``; ``start``
+prepares the state folder (the hub's database and nbgrader's exchange, writable by all, as nbgrader needs) and
+runs JupyterHub with ``course/jupyterhub/jupyterhub_config.py`` until Ctrl-C, printing where to log in once it
+answers.
 """
 from __future__ import annotations
 
@@ -81,15 +82,24 @@ def _new_account(name: str, groups=()) -> Path:
     return home
 
 
-def add_students(names, group: str = GROUP) -> list[str]:
-    """Create each student's account (home 0700) in the course's Unix ``group``; set passwords with ``passwd``."""
+def add_students(names, group: str = GROUP, root: Path = REPO) -> list[str]:
+    """Create each student's account (home 0700) in the course's Unix ``group``, with the lectures' notebooks in
+    ``~/lectures`` (their own copy, kept when present); set passwords with ``passwd``."""
     _require_root("adding students")
     try:
         grp.getgrnam(group)
     except KeyError:
         subprocess.run(["groupadd", group], check=True, capture_output=True)
     for name in names:
-        _new_account(name, groups=[group])
+        home = _new_account(name, groups=[group])
+        lectures = home / "lectures"
+        if not lectures.exists():
+            lectures.mkdir()
+            for notebook in sorted((root / "lectures").glob("*.ipynb")):
+                shutil.copy2(notebook, lectures / notebook.name)
+            account = pwd.getpwnam(name)
+            for path in [lectures, *lectures.iterdir()]:
+                os.chown(path, account.pw_uid, account.pw_gid)
     return list(names)
 
 

@@ -259,6 +259,11 @@ def test_a_class_on_the_hub_fetches_submits_is_graded_and_gets_its_feedback(runn
     for student, score in expected.items():
         assert _feedback_score(home[student]) == (score, maximum), student
 
+    # each student has the lectures, their own copy
+    lectures = sorted(p.name for p in (home[blank] / "lectures").iterdir())
+    assert lectures == sorted(p.name for p in (hub.REPO / "lectures").glob("*.ipynb")) and lectures
+    assert (home[blank] / "lectures" / lectures[0]).stat().st_uid == pwd.getpwnam(blank).pw_uid
+
     # nobody reads what is not theirs
     exchange = state / "exchange" / "bnn_teach"
     for command in (f"ls {exchange / 'inbound'}", f"ls {exchange / 'feedback'}",
