@@ -84,19 +84,26 @@ def main(port: int | None = None, open_browser: bool = True, extra=()) -> int:
     Ctrl-C is read here (the terminal's interrupt key is switched off while the server runs and restored
     after), so ``make lab`` ends cleanly instead of reporting an interrupt."""
     root = course_root()
-    port = free_port() if port is None else port
+    chosen = port is None
     token = secrets.token_hex(16)
-    command = lab_command(root, port, token, open_browser=open_browser, extra=extra)
     bin_dir = str(Path(sys.executable).parent)  # nbgrader's `alembic` and friends, for the kernel too
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
     log_path = root / "course" / "jupyterlab.log"
     print(f"JupyterLab for the course in {root}: starting (its log: {log_path})", flush=True)
-    with open(log_path, "w") as log:
-        server = subprocess.Popen(command, env=env, cwd=root / "course", stdout=log, stderr=subprocess.STDOUT,
-                                  stdin=subprocess.DEVNULL)
     previous = signal.signal(signal.SIGTERM, _stop)  # a terminated bnn-teach lab stops its server too
+    server = None
     try:
-        if not wait_until_answering(lab_url(port, token), server):
+        for attempt in range(5):
+            # a port found free can be taken before the server binds it (two `bnn-teach lab` at once): then another
+            port = (free_port() if attempt == 0 else free_port(0)) if chosen else port
+            with open(log_path, "w") as log:
+                server = subprocess.Popen(lab_command(root, port, token, open_browser=open_browser, extra=extra),
+                                          env=env, cwd=root / "course", stdout=log, stderr=subprocess.STDOUT,
+                                          stdin=subprocess.DEVNULL)
+            answered = wait_until_answering(lab_url(port, token), server)
+            if answered or not chosen or "already in use" not in log_path.read_text(errors="replace"):
+                break
+        if not answered:
             stop(server)
             tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-15:])
             print(f"JupyterLab did not start; the end of {log_path}:\n{tail}", file=sys.stderr)
@@ -114,7 +121,8 @@ def main(port: int | None = None, open_browser: bool = True, extra=()) -> int:
         return 0
     finally:
         signal.signal(signal.SIGTERM, previous)
-        stop(server)
+        if server is not None:
+            stop(server)
 
 
 @contextlib.contextmanager
