@@ -11,6 +11,10 @@ os.environ.setdefault("BNN_TEACH_OFFLINE", "1")
 # one torch thread per pytest-xdist worker (the workers already share the cores), else at most two
 WORKERS = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
 torch.set_num_threads(1 if WORKERS > 1 else min(2, torch.get_num_threads()))
+if WORKERS > 1:  # and in every process a test starts (kernels, servers): with more runnable threads than cores,
+    # OpenMP's threads spin at each barrier waiting for one another, and a notebook's run took 135 s instead of 11
+    for variable in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "NUMEXPR_NUM_THREADS"):
+        os.environ.setdefault(variable, "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
