@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bnn_teach._cache import cache_dir  # noqa: F401 - part of this module's API
 from bnn_teach._checks import env_flag
 
 __all__ = [
@@ -65,14 +66,6 @@ _FIX = (
 
 class MNISTFileError(ValueError):
     """A local MNIST file is corrupt, truncated or not an IDX file. The message names the file."""
-
-
-def cache_dir() -> Path:
-    """The user cache for downloads: ``$BNN_TEACH_CACHE`` or ``$XDG_CACHE_HOME/bnn_teach`` or ``~/.cache/bnn_teach``."""
-    if os.environ.get("BNN_TEACH_CACHE"):
-        return Path(os.environ["BNN_TEACH_CACHE"]).expanduser()
-    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(base).expanduser() / "bnn_teach"
 
 
 def _candidate_roots(root) -> list[Path]:

@@ -33,7 +33,7 @@ from nbclient.exceptions import DeadKernelError
 from nbclient.util import ensure_async, run_sync
 from nbformat.notebooknode import NotebookNode
 from nbgrader.preprocessors import Execute
-from traitlets import Bool, Float, Unicode
+from traitlets import Bool, Float, Unicode, default
 
 __all__ = ["GuardedExecute", "ONE_THREAD", "LOG_ENV", "cell_label", "error_output"]
 
@@ -88,6 +88,12 @@ class GuardedExecute(Execute):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.cell_log: list[dict] = []
+
+    @default("shutdown_kernel")
+    def _stop_at_once(self) -> str:
+        """When every cell has run, the kernel is stopped at once: it has nothing left to do for the grade (a
+        graceful shutdown waits for its clean-up: 0.6 s of every submission graded)."""
+        return "immediate"
 
     # nbclient's own limits become backstops: the watchdog below acts first
     def _backstop(self) -> float:

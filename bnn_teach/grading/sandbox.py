@@ -55,7 +55,7 @@ def unavailable() -> str | None:
 def _readable_paths(extra=()) -> list[Path]:
     """What the kernel needs to read: system folders, the interpreter and its environment, bnn_teach, data."""
     import bnn_teach
-    from bnn_teach.data.mnist import cache_dir
+    from bnn_teach._cache import cache_dir
 
     paths = [Path(p) for p in ("/usr", "/bin", "/sbin", "/lib", "/lib64", "/lib32", "/etc")]
     paths += [Path(sys.base_prefix), Path(sys.prefix), Path(bnn_teach.__file__).resolve().parent]
