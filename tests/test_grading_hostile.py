@@ -10,7 +10,7 @@ from pathlib import Path
 import nbformat
 import psutil
 import pytest
-from test_grading import make_course, solution_submission, submit, with_cell
+from test_grading import A1_SLOW, make_course, solution_submission, submit, with_cell
 
 from bnn_teach import grading
 from bnn_teach.grading.sandbox import unavailable
@@ -26,11 +26,11 @@ def digest(path: Path) -> str:
 
 
 def test_hostile_submissions_in_the_sandbox_leave_everyone_else_intact(tmp_path):
-    root = make_course(tmp_path, [NAME], timeout=10, grace=3)
+    root = make_course(tmp_path, [NAME], timeout=10, grace=3, without=A1_SLOW)
     grading.release(NAME, root=root)
     alice = submit(root, "alice", NAME, solution_submission(root, NAME))
     [first] = grading.autograde(NAME, students=["alice"], root=root, progress=False)
-    assert first.score == first.max_score == 24 and "unsandboxed" not in first.status
+    assert first.score == first.max_score == 20 and "unsandboxed" not in first.status
 
     import bnn_teach
 
@@ -62,7 +62,7 @@ def test_hostile_submissions_in_the_sandbox_leave_everyone_else_intact(tmp_path)
     order = [*hostile, "zoe", "alice"]
     results = {r.student: r for r in grading.autograde(NAME, students=order, root=root, progress=False, jobs=1)}
 
-    assert results["zoe"].score == 24 and results["alice"].score == 24, "honest students after them: full marks"
+    assert results["zoe"].score == 20 and results["alice"].score == 20, "honest students after them: full marks"
     gradebook = root / "course" / "gradebook.db"  # changed by the grader itself: its grades are checked below
     changed = [str(p) for p, d in guarded.items() if p != gradebook and digest(p) != d]
     assert not changed, f"no instructor's or classmate's file changed: {changed}"
@@ -81,7 +81,7 @@ def test_hostile_submissions_in_the_sandbox_leave_everyone_else_intact(tmp_path)
     for student in ("killer", "forker"):
         assert results[student].cells["test_sample_weights"][0] == 3, f"{student}: graded to the end of its cell"
     rows = {r["student"]: r["score"] for r in grading.scores(root)}
-    assert rows["alice"] == rows["zoe"] == 24
+    assert rows["alice"] == rows["zoe"] == 20
 
 
 def blank_with(root, cells: dict):
@@ -140,7 +140,7 @@ def test_forged_verdicts_score_nothing_and_honest_students_keep_theirs(tmp_path)
     """Deleting or swallowing asserts, a custom exception handler and patched comparisons pass every visible
     assert but no verdict (the grade is decided outside the kernel); every way around the reference finds it
     absent or is flagged; the honest students graded among them keep full marks."""
-    root = make_course(tmp_path, [NAME])
+    root = make_course(tmp_path, [NAME], without=A1_SLOW)
     grading.release(NAME, root=root)
     for student, code in FORGERS.items():
         submit(root, student, NAME, blank_with(root, {"sample_weights": code + "\nraise NotImplementedError()\n"
@@ -155,7 +155,7 @@ def test_forged_verdicts_score_nothing_and_honest_students_keep_theirs(tmp_path)
     order = ["alice", *FORGERS, *REFERENCE_THIEVES, "zoe"]
     results = {r.student: r for r in grading.autograde(NAME, students=order, root=root, progress=False)}
 
-    assert results["alice"].score == results["zoe"].score == 24, (results["alice"].verdicts, results["zoe"].verdicts)
+    assert results["alice"].score == results["zoe"].score == 20, (results["alice"].verdicts, results["zoe"].verdicts)
     for student in FORGERS:
         graded = nbformat.read(root / "course" / "autograded" / student / NAME / f"{NAME}.ipynb", as_version=4)
         visible_errors = sum(o.get("output_type") == "error" for c in graded.cells

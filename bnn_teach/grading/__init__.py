@@ -67,6 +67,10 @@ def hidden(*names: str):
     """
     import importlib
 
+    import bnn_teach
+
+    for submodule in bnn_teach.SUBMODULES:  # each loaded first, so none binds a stand-in by importing it here
+        importlib.import_module(f"bnn_teach.{submodule}")
     patched = []  # (namespace dict or object, attribute, original)
     main = sys.modules.get("__main__")
     try:
