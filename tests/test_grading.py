@@ -16,7 +16,7 @@ import nbformat
 import pytest
 from grading_fixtures.mistakes import MISTAKES
 
-from bnn_teach import cli, grading
+from bnn_teach import cli, grading, notebooks
 from bnn_teach.grading.sandbox import unavailable
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,20 +49,21 @@ def make_course(tmp_path, assignments, timeout=None, grace=None, wall=None, with
         shutil.copytree(ROOT / "solutions" / name, root / "solutions" / name,
                         ignore=shutil.ignore_patterns(".ipynb_checkpoints"))
         shutil.copytree(ROOT / "assignments" / name, root / "assignments" / name)
-        for grade_id in without:  # the cell's block in the source (release() regenerates the notebook from it) ...
-            path = root / "solutions" / name / f"{name}.py"
-            lines = path.read_text().splitlines(keepends=True)
+        source = root / "solutions" / name / f"{name}.py"
+        for grade_id in without:  # the cell's block in the source; the solution notebook is made from it ...
+            lines = source.read_text().splitlines(keepends=True)
             [start] = [i for i, line in enumerate(lines)
                        if line.startswith("# %%") and f'"grade_id": "{grade_id}"' in line]
             end = next((i for i in range(start + 1, len(lines)) if lines[i].startswith("# %%")), len(lines))
-            path.write_text("".join(lines[:start] + lines[end:]))
-        for folder in ("solutions", "assignments") if without else ():  # ... and the notebooks made from it
-            path = root / folder / name / f"{name}.ipynb"
-            notebook = nbformat.read(path, as_version=4)
-            kept = [c for c in notebook.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in without]
-            assert len(notebook.cells) - len(kept) == len(without), f"{folder}/{name} lacks a cell of {without}"
-            notebook.cells = kept
-            nbformat.write(notebook, path)
+            source.write_text("".join(lines[:start] + lines[end:]))
+        if without:  # ... as release() makes it; the committed release loses the same cells
+            notebooks.sync([source])
+            path = root / "assignments" / name / f"{name}.ipynb"
+            release = nbformat.read(path, as_version=4)
+            kept = [c for c in release.cells if c.metadata.get("nbgrader", {}).get("grade_id") not in without]
+            assert len(release.cells) - len(kept) == len(without), f"the release of {name} lacks a cell of {without}"
+            release.cells = kept
+            nbformat.write(release, path)
     return root
 
 
