@@ -108,8 +108,8 @@ def main(port: int | None = None, open_browser: bool = True, extra=()) -> int:
             tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-15:])
             print(f"JupyterLab did not start; the end of {log_path}:\n{tail}", file=sys.stderr)
             return server.returncode or 1
-        print(f"  open {lab_url(port, token)}\n  (Ctrl-C stops it)", flush=True)
-        with _interrupt_key_read_here() as interrupted:
+        with _interrupt_key_read_here() as interrupted:  # before the URL: a Ctrl-C typed at once is read here
+            print(f"  open {lab_url(port, token)}\n  (Ctrl-C stops it)", flush=True)
             while server.poll() is None and not interrupted():
                 pass
         if server.poll() is None:
