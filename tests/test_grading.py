@@ -6,10 +6,13 @@ tests/grading_fixtures/mistakes.py loses exactly the cells it names (that a seco
 scores is checked once, on A1, in test_grade_commands_release_autograde_feedback_scores). Hostile submissions
 are graded without stopping the run or changing anyone else's grade.
 """
+import contextlib
 import copy
 import json
+import os
 import re
 import shutil
+import sys
 from pathlib import Path
 
 import nbformat
@@ -405,6 +408,23 @@ def test_two_autograde_commands_at_once_do_not_undo_each_other(tmp_path):
     rows = {r["student"]: r for r in grading.scores(root)}
     assert {s: (rows[s]["score"], rows[s]["status"]) for s in rows} == {s: (20.0, "ok") for s in
                                                                          ("ann", "ben", "cat", "dan")}
+
+
+def test_nbgrader_as_the_course_starts_it_records_the_schema_version_alembic_reports(tmp_path, monkeypatch):
+    """nbgrader_main reads the gradebook's schema version in-process; nbgrader asks `alembic heads` for it."""
+    import sqlite3
+
+    from nbgrader.api import get_alembic_version
+
+    from bnn_teach.grading import nbgrader_main
+
+    monkeypatch.setenv("PATH", os.pathsep.join([str(Path(sys.executable).parent), os.environ["PATH"]]))
+    head = get_alembic_version()  # nbgrader's own way: the alembic command in a second process
+    assert re.fullmatch(r"[0-9a-f]{12}", head) and nbgrader_main.schema_head() == head
+    root = make_course(tmp_path, ["A1_reparam_kl"])
+    grading.release("A1_reparam_kl", root=root)  # a new gradebook, made by nbgrader started as the course does
+    with contextlib.closing(sqlite3.connect(root / "course" / "gradebook.db")) as db:
+        assert db.execute("SELECT version_num FROM alembic_version").fetchall() == [(head,)]
 
 
 def test_gradebook_guard_tells_a_grader_write_from_a_tampering_one(tmp_path):

@@ -121,21 +121,16 @@ def assignments_of(root: Path) -> list[str]:
     return sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
 
 
-# ``python -m nbgrader`` without the IRI checker of jsonschema: importing ``rfc3987_syntax`` compiles a grammar
-# (about 2 s of each nbgrader start-up, i.e. of each submission graded); nbgrader validates no IRI.
-_NBGRADER_MAIN = ("import sys; sys.modules.setdefault('rfc3987_syntax', None); sys.argv[0] = 'nbgrader'; "
-                  "from nbgrader.apps.nbgraderapp import main; main()")
-
-
 def _nbgrader(args: list[str], root: Path, timeout: float | None = None,
               env: dict | None = None) -> subprocess.CompletedProcess:
     """``nbgrader ARGS`` in ``root/course`` with the course config pointed at ``root``; the interpreter's
-    ``bin`` goes first on PATH (nbgrader calls ``alembic`` through the shell); torch and BLAS on one thread."""
+    ``bin`` goes first on PATH (nbgrader upgrades an old gradebook with ``alembic``, a command); torch and BLAS
+    on one thread. nbgrader runs as :mod:`bnn_teach.grading.nbgrader_main` starts it (the same, sooner)."""
     from bnn_teach.grading.execute import ONE_THREAD
 
     env = {**os.environ, **ONE_THREAD, **(env or {}), "BNN_TEACH_COURSE_ROOT": str(root),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
-    command = [sys.executable, "-c", _NBGRADER_MAIN, *args]
+    command = [sys.executable, "-m", "bnn_teach.grading.nbgrader_main", *args]
     with subprocess.Popen(command, cwd=root / "course", env=env, text=True, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, start_new_session=True) as process:
         _RUNNING.add(process)
