@@ -5,12 +5,31 @@ Each check raises a ``TypeError``/``ValueError`` that names the argument and say
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
-import numpy as np
-import torch
-from torch import nn
+if TYPE_CHECKING:  # imported where a check needs it: the CLI's grade, hub and lab commands run without torch
+    import torch
+    from torch import nn
 
 _TRUE = {"1", "true", "yes", "on"}
+
+
+class UsageError(ValueError):
+    """An argument that cannot work (the CLI exits with status 2 and prints the message)."""
+
+
+class RunInterrupted(KeyboardInterrupt):
+    """Ctrl-C during training: ``epoch`` epochs of ``part`` are in the checkpoint (0: none yet)."""
+
+    def __init__(self, part: str, epoch: int, restart: bool):
+        self.part, self.epoch, self.restart = part, epoch, restart
+        again = "run the same command without --restart to resume" if restart else "run the same command to resume"
+        if epoch:
+            message = f"stopped after epoch {epoch} ({part}); the checkpoint is saved; {again}"
+        else:
+            message = (f"stopped during the first epoch ({part}); nothing was saved yet; "
+                       "run the same command to start again")
+        super().__init__(message)
 
 
 def env_flag(name: str) -> bool:
@@ -42,6 +61,8 @@ def folder_problem(folder) -> str | None:
 
 def model_device(model: nn.Module) -> torch.device:
     """The device of the model's first parameter (CPU for a model without parameters)."""
+    import torch
+
     param = next(model.parameters(), None)
     return param.device if param is not None else torch.device("cpu")
 
@@ -51,6 +72,9 @@ def check_positive(name: str, value, *, allow_zero: bool = False, integer: bool 
 
     Tensors are checked elementwise. Returns ``value`` unchanged.
     """
+    import numpy as np
+    import torch
+
     if isinstance(value, torch.Tensor):
         if not torch.all(torch.isfinite(value)):
             raise ValueError(f"{name} must be finite, got {value}")
@@ -78,6 +102,8 @@ def check_tensor_device(name: str, tensor: torch.Tensor) -> torch.Tensor:
 
 def check_probs(probs: torch.Tensor, name: str = "probs", atol: float = 1e-4) -> torch.Tensor:
     """Raise ``ValueError`` unless ``probs`` holds probabilities over its last axis."""
+    import torch
+
     if not isinstance(probs, torch.Tensor) or not torch.is_floating_point(probs):
         kind = f"a tensor of dtype {probs.dtype}" if isinstance(probs, torch.Tensor) else type(probs).__name__
         raise TypeError(f"{name} must be a floating-point tensor of probabilities, got {kind}")

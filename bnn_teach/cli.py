@@ -192,14 +192,17 @@ def _one_line(err: BaseException) -> str:
     return " ".join(str(err).split()) or type(err).__name__
 
 
-def build_parser() -> argparse.ArgumentParser:
-    import torch
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``bnn-teach`` parser. ``command``: the one about to run, when known; the list of experiments of
+    ``reproduce`` (which imports torch) is then built only for ``reproduce`` itself, so that the grading, hub
+    and lab commands start without torch."""
+    from importlib.metadata import version
 
     from bnn_teach import __version__
 
     parser = _Parser(prog="bnn-teach", description="Bayesian deep learning, taught.")
     parser.add_argument("--version", action="version",
-                        version=f"bnn-teach {__version__} (torch {torch.__version__}, "
+                        version=f"bnn-teach {__version__} (torch {version('torch')}, "
                                 f"Python {platform.python_version()})")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     p_check = sub.add_parser("check", help="print versions, device and data source; fail if something is missing")
@@ -210,7 +213,10 @@ def build_parser() -> argparse.ArgumentParser:
     p_lab = sub.add_parser("lab", help="start JupyterLab at the course's root on 127.0.0.1 and print its URL")
     p_lab.add_argument("--port", type=int, default=None, help="port (default: 8888 when free, else a free one)")
     p_lab.add_argument("--no-browser", action="store_true", help="do not open a browser; open the printed URL")
-    _add_reproduce_parser(sub)
+    if command in (None, "reproduce"):
+        _add_reproduce_parser(sub)
+    else:
+        sub.add_parser("reproduce", help=REPRODUCE_HELP)
     p_gallery = sub.add_parser("gallery", help="render every bnn_teach.viz figure to PNG files in a folder")
     p_gallery.add_argument("out_dir")
     targets = "lectures, solutions, folders or notebook sources (default: lectures and solutions)"
@@ -256,13 +262,16 @@ def _add_hub_parser(sub):
     p.add_argument("--port", type=int, default=8000, help="the port (default 8000)")
 
 
+REPRODUCE_HELP = "re-run a paper's experiment and print it beside the paper's row"
+
+
 def _add_reproduce_parser(sub):
     from bnn_teach.reproduce import EXPERIMENTS, describe
 
     width = max(map(len, EXPERIMENTS))
     listing = "\n".join(f"  {name:<{width}}  {describe(name)}" for name in EXPERIMENTS)
     p = sub.add_parser(
-        "reproduce", help="re-run a paper's experiment and print it beside the paper's row",
+        "reproduce", help=REPRODUCE_HELP,
         description="Re-run a paper's experiment and print our row beside the paper's. Writes results.json, "
                     "history.json and figure.png in --out and resumes an interrupted run from its checkpoint.",
         epilog=f"experiments:\n{listing}\n\nA folder holds one run: asking it for other settings is refused "
@@ -345,7 +354,7 @@ def _add_grade_parser(sub):
 
 def _grade(args) -> int:
     from bnn_teach import grading
-    from bnn_teach.reproduce import UsageError
+    from bnn_teach._checks import UsageError
 
     try:
         if args.action == "release":
@@ -416,7 +425,7 @@ def _grade(args) -> int:
 
 def _hub(args) -> int:
     from bnn_teach import hub
-    from bnn_teach.reproduce import UsageError
+    from bnn_teach._checks import UsageError
 
     try:
         if args.hub_action == "add-instructor":
@@ -437,7 +446,7 @@ def _hub(args) -> int:
 
 
 def _run(args) -> int:
-    from bnn_teach import reproduce
+    from bnn_teach._checks import UsageError
 
     if args.command == "check":
         return check(course=args.course, download=args.download)
@@ -445,11 +454,11 @@ def _run(args) -> int:
         from bnn_teach import lab
 
         if args.port is not None and not 0 < args.port < 65536:
-            raise reproduce.UsageError(f"--port must be between 1 and 65535, got {args.port}")
+            raise UsageError(f"--port must be between 1 and 65535, got {args.port}")
         try:
             return lab.main(port=args.port, open_browser=not args.no_browser)
         except FileNotFoundError as err:
-            raise reproduce.UsageError(str(err)) from None
+            raise UsageError(str(err)) from None
     if args.command == "hub":
         return _hub(args)
     if args.command == "reproduce":
@@ -457,12 +466,12 @@ def _run(args) -> int:
     if args.command == "gallery":
         out = Path(args.out_dir)
         if out.exists() and not out.is_dir():
-            raise reproduce.UsageError(f"{out} is a file; give a folder for the PNG files")
+            raise UsageError(f"{out} is a file; give a folder for the PNG files")
         from bnn_teach._checks import folder_problem
 
         problem = folder_problem(out)
         if problem:
-            raise reproduce.UsageError(f"{out}: {problem}; give a folder you can write to")
+            raise UsageError(f"{out}: {problem}; give a folder you can write to")
         from bnn_teach.viz.gallery import main as gallery_main
 
         return gallery_main([args.out_dir])
@@ -476,7 +485,7 @@ def _run(args) -> int:
         return _notebooks(args)
     if args.command == "grade":
         return _grade(args)
-    raise reproduce.UsageError(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
+    raise UsageError(f"unknown command {args.command}")  # pragma: no cover - argparse refuses first
 
 
 def _reproduce(args) -> int:
@@ -493,7 +502,7 @@ def _reproduce(args) -> int:
 
 def _notebooks(args) -> int:
     from bnn_teach import notebooks
-    from bnn_teach.reproduce import UsageError
+    from bnn_teach._checks import UsageError
 
     try:
         found = notebooks.sources(args.targets, notebooks=args.command == "run")
@@ -529,10 +538,10 @@ def _notebooks(args) -> int:
 def main(argv=None) -> int:
     """The ``bnn-teach`` command. Returns the exit status: 0 done, 1 a failure, 2 a usage error,
     130 stopped by Ctrl-C. Every error is one line on stderr; ``BNN_TEACH_DEBUG=1`` shows tracebacks."""
-    from bnn_teach._checks import env_flag
-    from bnn_teach.reproduce import RunInterrupted, UsageError
+    from bnn_teach._checks import RunInterrupted, UsageError, env_flag
 
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(command=next((a for a in argv if not a.startswith("-")), None))
     try:
         args = parser.parse_args(argv)
     except SystemExit as done:  # --help, --version, or a usage error already printed in one line

@@ -240,3 +240,17 @@ def test_version_and_reproduce_help_describe_things(capsys):
     for name in reproduce.EXPERIMENTS:
         line = next(line for line in text.splitlines() if line.strip().startswith(name + " "))
         assert reproduce.describe(name) in line and len(reproduce.describe(name)) > 30
+
+
+@pytest.mark.parametrize("argv, torch", [(["grade", "scores", "--root", "."], False), (["hub", "--help"], False),
+                                         (["lab", "--help"], False), (["grade", "--help"], False),
+                                         (["reproduce", "--help"], True)])
+def test_grading_hub_and_lab_commands_start_without_torch(argv, torch, tmp_path):
+    """Only reproduce, check and the notebooks need torch: the instructor's commands and `make lab` start
+    without importing it (about a second on a laptop); reproduce shows that the check can tell."""
+    code = ("import sys\nfrom bnn_teach import cli\ntry:\n    cli.main(sys.argv[1:])\nexcept SystemExit:\n    pass\n"
+            "print('torch imported' if 'torch' in sys.modules else 'no torch')\n")
+    result = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True, timeout=120,
+                            cwd=tmp_path)
+    assert result.stdout.strip().endswith("torch imported" if torch else "no torch"), result.stdout + result.stderr
+    assert "Traceback" not in result.stderr

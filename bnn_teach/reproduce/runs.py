@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from bnn_teach import distributed, sparsity
-from bnn_teach._checks import folder_problem
+from bnn_teach._checks import RunInterrupted, UsageError, folder_problem
 from bnn_teach.nn import Conv2dSVDO, LinearSVDO
 from bnn_teach.train import History, fit
 from bnn_teach.utils import fast_mode
@@ -30,26 +30,8 @@ __all__ = ["Context", "Recipe", "UsageError", "SettingsMismatch", "RunInterrupte
            "resolve_device", "data_identity"]
 
 
-class UsageError(ValueError):
-    """An argument that cannot work (the CLI exits with status 2 and prints the message)."""
-
-
 class SettingsMismatch(UsageError):
     """The run folder holds a run with other settings or other data; nothing in it was changed."""
-
-
-class RunInterrupted(KeyboardInterrupt):
-    """Ctrl-C during training: ``epoch`` epochs of ``part`` are in the checkpoint (0: none yet)."""
-
-    def __init__(self, part: str, epoch: int, restart: bool):
-        self.part, self.epoch, self.restart = part, epoch, restart
-        again = "run the same command without --restart to resume" if restart else "run the same command to resume"
-        if epoch:
-            message = f"stopped after epoch {epoch} ({part}); the checkpoint is saved; {again}"
-        else:
-            message = (f"stopped during the first epoch ({part}); nothing was saved yet; "
-                       "run the same command to start again")
-        super().__init__(message)
 
 
 SMOKE_NOTE = ("SMOKE RUN (BNN_TEACH_FAST=1: a few images, 1 epoch by default): it checks that the code runs "
