@@ -51,13 +51,16 @@ def test_lab_serves_the_printed_url_and_stops_with_its_server(stop_signal):
                                stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
                                preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
-        url = None
-        deadline = time.monotonic() + 30
+        url, printed = None, []
+        deadline = time.monotonic() + 180  # the URL comes once the server answers: seconds, or minutes under load
         while url is None and time.monotonic() < deadline:
             line = process.stdout.readline()
+            if not line:  # bnn-teach lab ended
+                break
+            printed.append(line)
             found = re.search(r"http://127\.0\.0\.1:\d+/lab\?token=[0-9a-f]{32}", line)
             url = found.group(0) if found else None
-        assert url, "bnn-teach lab printed no URL"
+        assert url, f"bnn-teach lab printed no URL (status {process.poll()}):\n{''.join(printed)}"
         api = url.replace("/lab?", "/api/status?")
         deadline = time.monotonic() + 120
         while True:
