@@ -170,7 +170,7 @@ def test_release_from_solutions_then_solution_full_blank_zero_and_each_mistake_l
 
 def test_hostile_submissions_are_graded_without_touching_anyone_else(tmp_path):
     name = "A1_reparam_kl"
-    root = make_course(tmp_path, [name], timeout=10, without=A1_SLOW)
+    root = make_course(tmp_path, [name], timeout=5, wall=15, without=A1_SLOW)  # the looper: 5 s of CPU
     grading.release(name, root=root)
     honest = submit(root, "alice", name, solution_submission(root, name))
     grading.autograde(name, students=["alice"], root=root, progress=False)
