@@ -409,7 +409,7 @@ print(f"({recorded['results']['settings']['epochs']} rounds of {recorded['result
 
 # %%
 CONV_ROUNDS = 40
-CONV_STEPS = 50 if FAST else 100  # the section: 3.5 min in full mode on 2 busy cores, 36 s in FAST
+CONV_STEPS = 40 if FAST else 100  # the section: 3.5 min in full mode on 2 busy cores, 25 s in FAST
 
 
 def logistic_model():
