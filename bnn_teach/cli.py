@@ -15,6 +15,8 @@ import sys
 import tempfile
 from pathlib import Path
 
+from bnn_teach._checks import RunInterrupted, UsageError, env_flag, folder_problem  # torch-free
+
 __all__ = ["main"]
 
 REQUIRED = ("torch", "numpy", "matplotlib", "tqdm", "ipywidgets")
@@ -354,8 +356,6 @@ def _add_grade_parser(sub):
 
 def _grade(args) -> int:
     from bnn_teach import grading
-    from bnn_teach._checks import UsageError
-
     try:
         if args.action == "release":
             print(f"released {grading.release(args.assignment, root=args.root)}")
@@ -425,8 +425,6 @@ def _grade(args) -> int:
 
 def _hub(args) -> int:
     from bnn_teach import hub
-    from bnn_teach._checks import UsageError
-
     try:
         if args.hub_action == "add-instructor":
             course = hub.add_instructor(args.name)
@@ -446,8 +444,6 @@ def _hub(args) -> int:
 
 
 def _run(args) -> int:
-    from bnn_teach._checks import UsageError
-
     if args.command == "check":
         return check(course=args.course, download=args.download)
     if args.command == "lab":
@@ -467,8 +463,6 @@ def _run(args) -> int:
         out = Path(args.out_dir)
         if out.exists() and not out.is_dir():
             raise UsageError(f"{out} is a file; give a folder for the PNG files")
-        from bnn_teach._checks import folder_problem
-
         problem = folder_problem(out)
         if problem:
             raise UsageError(f"{out}: {problem}; give a folder you can write to")
@@ -502,8 +496,6 @@ def _reproduce(args) -> int:
 
 def _notebooks(args) -> int:
     from bnn_teach import notebooks
-    from bnn_teach._checks import UsageError
-
     try:
         found = notebooks.sources(args.targets, notebooks=args.command == "run")
     except FileNotFoundError as err:
@@ -538,8 +530,6 @@ def _notebooks(args) -> int:
 def main(argv=None) -> int:
     """The ``bnn-teach`` command. Returns the exit status: 0 done, 1 a failure, 2 a usage error,
     130 stopped by Ctrl-C. Every error is one line on stderr; ``BNN_TEACH_DEBUG=1`` shows tracebacks."""
-    from bnn_teach._checks import RunInterrupted, UsageError, env_flag
-
     argv = sys.argv[1:] if argv is None else list(argv)
     parser = build_parser(command=next((a for a in argv if not a.startswith("-")), None))
     try:

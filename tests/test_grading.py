@@ -386,9 +386,7 @@ def test_wrong_assignment_and_not_run_have_a_status_and_a_feedback_page(tmp_path
 def test_two_autograde_commands_at_once_do_not_undo_each_other(tmp_path):
     """Two `bnn-teach grade autograde` processes on one course at the same time (a different student each):
     both grades land, neither is reverted, and no student is told that files changed."""
-    import os
     import subprocess
-    import sys
 
     name = "A1_reparam_kl"
     root = make_course(tmp_path, [name], without=A1_SLOW)
@@ -504,10 +502,8 @@ def test_check_flags_stubs_a_moved_answer_and_names_a_cell_past_its_limit(tmp_pa
 def test_a_terminated_autograde_leaves_no_file_process_or_grade(tmp_path):
     """SIGTERM (a scheduler, `kill`) in the middle of grading: the command stops with status 130, its nbgrader and
     sandboxed kernels end, every temporary file goes, and no half-done grade reaches the gradebook."""
-    import os
     import signal
     import subprocess
-    import sys
     import time
 
     import psutil
