@@ -1,9 +1,10 @@
 """``bnn-teach lab``: JupyterLab at the course's root, on this machine only (127.0.0.1).
 
 It picks a free port (8888 when free), makes a token, starts JupyterLab in ``course/`` (nbgrader's
-configuration is there) with its log in ``course/jupyterlab.log``, prints the URL once the server answers,
-and runs it until Ctrl-C. ``--allow-root`` is passed only when running as root (containers, Colab-like machines);
-JupyterLab refuses root without it.
+configuration is there) with its log in ``course/jupyterlab.log`` (``jupyterlab-2.log`` and on while another
+``bnn-teach lab`` writes that one), prints the URL once the server answers, and runs it until Ctrl-C.
+``--allow-root`` is passed only when running as root (containers, Colab-like machines); JupyterLab refuses
+root without it.
 """
 from __future__ import annotations
 
@@ -59,6 +60,28 @@ def lab_url(port: int, token: str, path: str = "lab") -> str:
     return f"http://{HOST}:{port}/{path}?token={token}"
 
 
+def open_log(folder: Path):
+    """``(file, path)``: ``folder/jupyterlab.log`` opened empty for this server, or ``jupyterlab-2.log``,
+    ``-3`` ... when another running ``bnn-teach lab`` holds that one (an advisory lock, where the system has
+    them), so that two labs at once never write into one file nor read each other's errors."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: no lock, one log
+        fcntl = None
+    for number in range(1, 100):
+        path = folder / ("jupyterlab.log" if number == 1 else f"jupyterlab-{number}.log")
+        log = open(path, "a")
+        if fcntl is not None:
+            try:
+                fcntl.flock(log, fcntl.LOCK_EX | fcntl.LOCK_NB)  # held by the server too: it shares the file
+            except OSError:
+                log.close()
+                continue
+        log.truncate(0)
+        return log, path
+    raise OSError(f"99 JupyterLab logs in {folder} are in use")  # pragma: no cover
+
+
 def wait_until_answering(url: str, server: subprocess.Popen, timeout: float = 180.0) -> bool:
     """Poll JupyterLab's ``/api/status`` until it answers (True), the server exits or ``timeout`` passes (False)."""
     import time
@@ -80,15 +103,15 @@ def main(port: int | None = None, open_browser: bool = True, extra=()) -> int:
     """Run JupyterLab at the course root until Ctrl-C; returns 0 when stopped so, else the server's status.
 
     The server starts in ``course/`` (where nbgrader finds its configuration: the Formgrader works) and
-    writes its log to ``course/jupyterlab.log``; the URL is printed once the server answers. In a terminal,
-    Ctrl-C is read here (the terminal's interrupt key is switched off while the server runs and restored
-    after), so ``make lab`` ends cleanly instead of reporting an interrupt."""
+    writes its log to ``course/jupyterlab.log`` (see :func:`open_log`); the URL is printed once the server
+    answers. In a terminal, Ctrl-C is read here (the terminal's interrupt key is switched off while the server
+    runs and restored after), so ``make lab`` ends cleanly instead of reporting an interrupt."""
     root = course_root()
     chosen = port is None
     token = secrets.token_hex(16)
     bin_dir = str(Path(sys.executable).parent)  # nbgrader's `alembic` and friends, for the kernel too
     env = {**os.environ, "PATH": bin_dir + os.pathsep + os.environ.get("PATH", "")}
-    log_path = root / "course" / "jupyterlab.log"
+    log, log_path = open_log(root / "course")
     print(f"JupyterLab for the course in {root}: starting (its log: {log_path})", flush=True)
     previous = signal.signal(signal.SIGTERM, _stop)  # a terminated bnn-teach lab stops its server too
     server = None
@@ -96,13 +119,14 @@ def main(port: int | None = None, open_browser: bool = True, extra=()) -> int:
         for attempt in range(5):
             # a port found free can be taken before the server binds it (two `bnn-teach lab` at once): then another
             port = (free_port() if attempt == 0 else free_port(0)) if chosen else port
-            with open(log_path, "w") as log:
-                server = subprocess.Popen(lab_command(root, port, token, open_browser=open_browser, extra=extra),
-                                          env=env, cwd=root / "course", stdout=log, stderr=subprocess.STDOUT,
-                                          stdin=subprocess.DEVNULL)
+            log.truncate(0)  # this attempt's log only (the file is opened to append: writes start at 0 again)
+            server = subprocess.Popen(lab_command(root, port, token, open_browser=open_browser, extra=extra),
+                                      env=env, cwd=root / "course", stdout=log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL)
             answered = wait_until_answering(lab_url(port, token), server)
             if answered or not chosen or "already in use" not in log_path.read_text(errors="replace"):
                 break
+            stop(server)
         if not answered:
             stop(server)
             tail = "".join(log_path.read_text(errors="replace").splitlines(keepends=True)[-15:])
@@ -123,6 +147,7 @@ def main(port: int | None = None, open_browser: bool = True, extra=()) -> int:
         signal.signal(signal.SIGTERM, previous)
         if server is not None:
             stop(server)
+        log.close()
 
 
 @contextlib.contextmanager

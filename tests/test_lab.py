@@ -44,12 +44,37 @@ def test_bad_port_is_a_usage_error():
     assert result.returncode == 2 and "--port must be between 1 and 65535" in result.stderr
 
 
-@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM])
-def test_lab_serves_the_printed_url_and_stops_with_its_server(stop_signal):
+#: `bnn-teach lab` when another lab is running: the port it finds free is taken before its server binds it
+#: (a socket listens there and never answers), and the other lab writes course/jupyterlab.log
+RACING_LAB = """
+import socket, sys
+from bnn_teach import lab
+taken = socket.socket()
+taken.bind(("127.0.0.1", 0))
+taken.listen()
+print("taken port", taken.getsockname()[1], flush=True)
+real, calls = lab.free_port, []
+def racing_free_port(preferred=8888):
+    calls.append(preferred)
+    return taken.getsockname()[1] if len(calls) == 1 else real(preferred)
+lab.free_port = racing_free_port
+sys.exit(lab.main(open_browser=False))
+"""
+
+
+@pytest.mark.parametrize("stop_signal, other_lab", [(signal.SIGINT, False), (signal.SIGTERM, True)],
+                         ids=["sigint", "sigterm-beside-another-lab"])
+def test_lab_serves_the_printed_url_and_stops_with_its_server(stop_signal, other_lab):
+    import fcntl
+
     env = {**os.environ, "BNN_TEACH_FAST": "1"}
-    process = subprocess.Popen([sys.executable, "-m", "bnn_teach.cli", "lab", "--no-browser"], stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True, env=env, start_new_session=True,
-                               preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
+    command = [sys.executable, "-c", RACING_LAB] if other_lab else [sys.executable, "-m", "bnn_teach.cli", "lab",
+                                                                     "--no-browser"]
+    other_log = open(ROOT / "course" / "jupyterlab.log", "a")
+    if other_lab:  # the other lab's lock on its log (waits for a lab of another test to end)
+        fcntl.flock(other_log, fcntl.LOCK_EX)
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env,
+                               start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         url, printed = None, []
         deadline = time.monotonic() + 180  # the URL comes once the server answers: seconds, or minutes under load
@@ -61,6 +86,13 @@ def test_lab_serves_the_printed_url_and_stops_with_its_server(stop_signal):
             found = re.search(r"http://127\.0\.0\.1:\d+/lab\?token=[0-9a-f]{32}", line)
             url = found.group(0) if found else None
         assert url, f"bnn-teach lab printed no URL (status {process.poll()}):\n{''.join(printed)}"
+        log = Path(re.search(r"its log: (\S+)\)", "".join(printed)).group(1))
+        assert log.parent == ROOT / "course" and log.name.startswith("jupyterlab")
+        if other_lab:
+            taken = re.search(r"taken port (\d+)", "".join(printed)).group(1)
+            assert f":{taken}/" not in url, "a port taken before the server bound it is left for another"
+            assert log.name != "jupyterlab.log", "the other lab's log is its own"
+            assert "is running at" in log.read_text(), "this server's log is in the file named"
         api = url.replace("/lab?", "/api/status?")
         deadline = time.monotonic() + 120
         while True:
@@ -91,6 +123,7 @@ def test_lab_serves_the_printed_url_and_stops_with_its_server(stop_signal):
         except ProcessLookupError:
             pass
         process.wait(timeout=10)
+        other_log.close()
 
 
 def test_in_a_terminal_the_url_answers_when_printed_and_ctrl_c_ends_cleanly():
@@ -124,7 +157,7 @@ def test_in_a_terminal_the_url_answers_when_printed_and_ctrl_c_ends_cleanly():
         output += os.read(master, 4096) if _readable(master) else b""
         assert b"JupyterLab stopped." in output
         assert termios.tcgetattr(slave) == before, "the terminal's settings are restored"
-        log = (ROOT / "course" / "jupyterlab.log").read_text()
+        log = Path(re.search(rb"its log: (\S+)\)", output).group(1).decode()).read_text()
         assert "No nbgrader_config.py file found" not in log, "nbgrader found the course's configuration"
     finally:
         try:

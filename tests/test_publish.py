@@ -84,3 +84,14 @@ def test_solution_lines_are_the_answers_not_the_signatures():
     assert not any(line.startswith("def ") for line in lines), "signatures stay in the release"
     release = (ROOT / "assignments" / "A1_reparam_kl" / "A1_reparam_kl.ipynb").read_text()
     assert all(json.dumps(line)[1:-1] not in release for line in lines)
+
+
+def test_problems_name_an_instructors_file_a_lab_log_and_a_marker(tmp_path):
+    (tmp_path / "course").mkdir()
+    (tmp_path / "course" / "gradebook.db").write_bytes(b"")
+    (tmp_path / "course" / "jupyterlab-2.log").write_text("a second lab's log")
+    (tmp_path / "notes.md").write_text("### BEGIN SOLUTION\n")
+    (tmp_path / "jupyterlab.md").write_text("how to open JupyterLab")
+    assert pub.problems_in(tmp_path) == ["course/gradebook.db: an instructor's file or folder",
+                                         "course/jupyterlab-2.log: an instructor's file or folder",
+                                         "notes.md: holds 'BEGIN SOLUTION'"]

@@ -9,6 +9,7 @@ error, and the half-built folder is removed.
 """
 from __future__ import annotations
 
+import fnmatch
 import json
 import shutil
 import subprocess
@@ -23,7 +24,7 @@ STUDENT_README = Path("course") / "STUDENT_README.md"
 #: text that only a solution or a hidden test carries (nbgrader's markers) and the instructor's files
 FORBIDDEN_MARKERS = ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS")
 FORBIDDEN_NAMES = ("solutions", "tests", "benchmarks", "INSTRUCTORS.md", "_verdicts.py", "gradebook.db",
-                   "submitted", "autograded", "feedback", "grading_log", "jupyterlab.log")
+                   "submitted", "autograded", "feedback", "grading_log", "jupyterlab*.log")
 
 
 def _tracked(root: Path) -> list[Path] | None:
@@ -74,7 +75,7 @@ def problems_in(folder, solutions=frozenset()) -> list[str]:
     found = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder)
-        if path.name in FORBIDDEN_NAMES:
+        if any(fnmatch.fnmatch(path.name, name) for name in FORBIDDEN_NAMES):
             found.append(f"{relative}: an instructor's file or folder")
         elif path.is_file() and path.suffix in (".py", ".ipynb", ".md", ".txt", ".json", ".cfg", ".toml"):
             text = path.read_text(errors="replace")
