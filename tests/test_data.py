@@ -252,3 +252,51 @@ def test_check_download_fetches_what_the_mirror_has(isolated_data, local_mirror,
     raw = isolated_data / "cache" / "MNIST" / "raw"
     assert sorted(p.name for p in raw.iterdir()) == ["t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"]
     assert "MNIST        train download failed" in printed and "test download failed" not in printed
+
+
+def test_a_gz_file_is_decompressed_once_and_its_copy_is_checked_like_the_file(tmp_path, monkeypatch):
+    """The first read keeps the decompressed content in the cache; later reads use that copy while the .gz is
+    the same file (path, size, time) and the copy's MD5 is the official one; a damaged copy or a new .gz is
+    read from the .gz again."""
+    import os
+
+    monkeypatch.setenv("BNN_TEACH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("BNN_TEACH_DATA", raising=False)
+    path = tmp_path / "t10k-labels-idx1-ubyte.gz"
+    labels = np.arange(50) % 10
+    data = write_idx(path, labels)
+    official = {**mnist_mod.FILES, "t10k-labels-idx1-ubyte": (hashlib.md5(data).hexdigest(), len(data))}
+    monkeypatch.setattr(mnist_mod, "FILES", official)
+    np.testing.assert_array_equal(bt.data.read_idx(path), labels)
+    [copy] = (tmp_path / "cache" / "decompressed").iterdir()
+    assert copy.read_bytes() == data and mnist_mod.keep_decompressed(tmp_path) == []  # no split complete here
+
+    def read_again():  # as a new process would
+        mnist_mod._read_idx_cached.cache_clear()
+        return bt.data.read_idx(path)
+
+    stat = path.stat()
+    path.write_bytes(b"x" * stat.st_size)  # no longer gzip, with the same size and time: only the copy is read
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    np.testing.assert_array_equal(read_again(), labels)
+    copy.write_bytes(data[:-1] + b"\x07")  # a damaged copy is not used: the .gz is read, and names itself
+    with pytest.raises(bt.data.MNISTFileError, match="t10k-labels-idx1-ubyte.gz"):
+        read_again()
+    data = write_idx(path, labels[::-1])  # a new .gz: read, and its copy replaces the old one
+    monkeypatch.setitem(official, "t10k-labels-idx1-ubyte", (hashlib.md5(data).hexdigest(), len(data)))
+    np.testing.assert_array_equal(read_again(), labels[::-1])
+    [new_copy] = (tmp_path / "cache" / "decompressed").iterdir()
+    assert new_copy != copy and new_copy.read_bytes() == data
+    np.testing.assert_array_equal(bt.data.read_idx(path, verify=False), labels[::-1])
+
+
+def test_the_full_set_is_read_from_its_copy_as_from_the_gz(mnist_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("BNN_TEACH_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setenv("BNN_TEACH_DATA", str(mnist_root))
+    mnist_mod._read_idx_cached.cache_clear()
+    X, y = bt.data.load_mnist("test")
+    copies = mnist_mod.keep_decompressed()
+    assert sorted(c.name.split(".")[0] for c in copies) == sorted(mnist_mod.FILES)
+    mnist_mod._read_idx_cached.cache_clear()
+    X2, y2 = bt.data.load_mnist("test")
+    assert torch.equal(X, X2) and torch.equal(y, y2) and y.bincount().tolist() == TEST_LABEL_COUNTS

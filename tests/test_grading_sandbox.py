@@ -9,6 +9,7 @@ import psutil
 import pytest
 from nbformat.v4 import new_code_cell, new_notebook
 
+from bnn_teach._cache import cache_dir
 from bnn_teach.grading.execute import GuardedExecute
 from bnn_teach.grading.sandbox import LIMITS, unavailable
 
@@ -41,12 +42,14 @@ def test_the_kernel_sees_only_its_folder_and_what_it_needs_to_run(tmp_path):
         "print(Path(bt.__file__).parents[1].joinpath('solutions').exists())",
         f"Path('answer.txt').write_text('42'); print(sorted(os.listdir({str(tmp_path.parent)!r})))",
         "import subprocess\nprint(subprocess.run(['id', '-u'], capture_output=True, text=True).returncode)",
+        "from bnn_teach._cache import cache_dir\nprint(cache_dir(), os.access(cache_dir(), os.W_OK))",
     ], tmp_path)
     assert out(cells[0]) == "1 data for the student", [c.outputs for c in cells]
     assert out(cells[1]) == "[]", "the course, solutions, tests and other folders are not visible"
     assert out(cells[2]) == "False", "the package's checkout shows no solutions/"
     assert (tmp_path / "answer.txt").read_text() == "42", "its own folder is writable"
     assert out(cells[3]) == str([tmp_path.name]), "beside its own folder, nothing of the grader's /tmp"
+    assert out(cells[5]) == f"{cache_dir().resolve()} False", "the grader's cache (full MNIST), read-only"
 
 
 def test_no_startup_file_or_home_survives_between_kernels(tmp_path):

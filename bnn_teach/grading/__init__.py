@@ -658,6 +658,7 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
 
     from tqdm.auto import tqdm
 
+    from bnn_teach.data.mnist import keep_decompressed
     from bnn_teach.grading import verdicts
     from bnn_teach.grading.sandbox import unavailable
 
@@ -691,6 +692,7 @@ def autograde(assignment: str, students=None, root=None, timeout: float = 3600, 
         # the references, inputs and probes, and the library without the functions the students rebuild,
         # all made here before any student's code runs
         prepared = verdicts.prepare(spec)
+        keep_decompressed()  # full MNIST decompressed once, here: the kernels cannot write the cache in the sandbox
         library = verdicts.grading_build(spec.absent, tmp / "library")
         snapshot = tmp / "snapshot"
         for folder in folders:

@@ -124,6 +124,7 @@ class GuardedExecute(Execute):
                 os.environ["PYTHONPATH"] = os.pathsep.join(
                     [str(Path(self.library).parent), *filter(None, [os.environ.get("PYTHONPATH")])])
             return km
+        from bnn_teach._cache import cache_dir
         from bnn_teach.grading.sandbox import SandboxedKernelManager, unavailable
 
         reason = unavailable()
@@ -133,8 +134,9 @@ class GuardedExecute(Execute):
         km = super().create_kernel_manager()
         km.library = self.library or None
         km.workdir = (self.resources or {}).get("metadata", {}).get("path") or os.getcwd()
-        km.passed_env = {**ONE_THREAD, **{key: os.environ[key] for key in ("BNN_TEACH_DATA", "BNN_TEACH_CACHE")
-                                          if key in os.environ}}
+        # the data and the cache the sandbox binds (read-only), where the kernel looks for them: its HOME is not ours
+        km.passed_env = {**ONE_THREAD, "BNN_TEACH_CACHE": str(cache_dir().resolve()),
+                         **{key: os.environ[key] for key in ("BNN_TEACH_DATA",) if key in os.environ}}
         return km
 
     def reset_execution_trackers(self) -> None:
