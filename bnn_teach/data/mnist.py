@@ -12,11 +12,11 @@ after the MD5 of its content matches), and when offline it serves an embedded st
 real MNIST shipped inside the package (10,000 training and 2,000 test images) and says so.
 Lecture 1 (data and the ELBO) uses it.
 
-Decompressing the training images takes a second or two, in every process that loads them (each notebook's
-kernel, each graded submission). So the first load of a ``.gz`` also keeps its decompressed content in the cache
-(``decompressed/``, 55 MB for the four files), named by the ``.gz`` file's path, size and modification time; later
-loads read that copy, and check its MD5 against the official one as they would the ``.gz`` (a copy that fails is
-not used). A ``.gz`` that changes is read again.
+Decompressing and checksumming the training images takes about half a second of CPU in every process that
+loads them (each notebook's kernel, each graded submission). So the first load of a ``.gz`` also keeps its
+decompressed content in the cache (``decompressed/``, 55 MB for the four files), named by the ``.gz`` file's
+path, size and modification time; later loads read that copy, and check its MD5 against the official one as
+they would the ``.gz`` (a copy that fails is not used). A ``.gz`` that changes is read again.
 """
 from __future__ import annotations
 
