@@ -123,8 +123,12 @@ def read_idx(path, *, verify: bool = True) -> np.ndarray:
     return _read_idx_cached(str(path), path.stat().st_mtime_ns, path.stat().st_size, verify).copy()
 
 
-def _copy_path(path: Path, name: str, size: int, mtime_ns: int) -> Path:
-    """Where the decompressed content of the MNIST file ``path`` (``<name>.gz``) is kept in the cache."""
+def _copy_path(path: Path, size: int, mtime_ns: int) -> Path | None:
+    """Where the decompressed content of ``path`` is kept in the cache, when it is an official MNIST ``.gz``
+    (else None): named by the file's name, path, size and modification time."""
+    name = path.name[:-3]
+    if path.suffix != ".gz" or name not in FILES:
+        return None
     key = hashlib.sha1(f"{path.resolve()}|{size}|{mtime_ns}".encode()).hexdigest()[:16]
     return cache_dir() / "decompressed" / f"{name}.{key}"
 
@@ -164,9 +168,8 @@ def _keep_copy(copy: Path, data: bytes) -> None:
 def _read_idx_cached(path_str: str, mtime_ns: int, size: int, verify: bool) -> np.ndarray:
     path = Path(path_str)
     name = path.name[:-3] if path.suffix == ".gz" else path.name
-    kept = verify and path.suffix == ".gz" and name in FILES  # an official .gz: its content may be kept
-    copy = _copy_path(path, name, size, mtime_ns) if kept else None
-    data = _read_copy(copy, name) if kept else None
+    copy = _copy_path(path, size, mtime_ns) if verify else None  # an official .gz: its content may be kept
+    data = _read_copy(copy, name) if copy else None
     from_copy = data is not None
     if data is None:
         data = _read_bytes(path)
@@ -186,7 +189,7 @@ def _read_idx_cached(path_str: str, mtime_ns: int, size: int, verify: bool) -> n
         digest = hashlib.md5(data).hexdigest()
         if digest != FILES[name][0]:
             raise MNISTFileError(f"{path} fails its checksum (md5 {digest}, expected {FILES[name][0]}). {_FIX}")
-        if kept:
+        if copy:
             _keep_copy(copy, data)
     return np.frombuffer(data, dtype=np.uint8, offset=offset).reshape(dims)
 
@@ -374,11 +377,10 @@ def keep_decompressed(root=None) -> list[Path]:
     copies = []
     for split in SPLIT_FILES:
         for path in _find_split(root, split) or ():
-            name = path.name[:-3]
-            if path.suffix != ".gz" or name not in FILES:
-                continue
             stat = path.stat()
-            copy = _copy_path(path, name, stat.st_size, stat.st_mtime_ns)
+            copy = _copy_path(path, stat.st_size, stat.st_mtime_ns)
+            if copy is None:
+                continue
             if not copy.exists():
                 with contextlib.suppress(MNISTFileError):  # a broken file is reported where it is loaded
                     read_idx(path)

@@ -135,8 +135,9 @@ class GuardedExecute(Execute):
         km.library = self.library or None
         km.workdir = (self.resources or {}).get("metadata", {}).get("path") or os.getcwd()
         # the data and the cache the sandbox binds (read-only), where the kernel looks for them: its HOME is not ours
-        km.passed_env = {**ONE_THREAD, "BNN_TEACH_CACHE": str(cache_dir().resolve()),
-                         **{key: os.environ[key] for key in ("BNN_TEACH_DATA",) if key in os.environ}}
+        km.passed_env = {**ONE_THREAD, "BNN_TEACH_CACHE": str(cache_dir().resolve())}
+        if "BNN_TEACH_DATA" in os.environ:
+            km.passed_env["BNN_TEACH_DATA"] = os.environ["BNN_TEACH_DATA"]
         return km
 
     def reset_execution_trackers(self) -> None:
