@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import sys
 from pathlib import Path
 
@@ -534,15 +535,10 @@ def test_a_terminated_autograde_leaves_no_file_process_or_grade(tmp_path):
     time.sleep(1)  # well inside the first submission
     seen = psutil.Process(grader.pid).children(recursive=True)
 
-    def tmpdir(process):
-        try:
-            return process.environ().get("TMPDIR", "")
-        except psutil.Error:
-            return ""
-
-    # this grader's short-path folder, named by its children's TMPDIR (other test workers make their own)
-    short = {Path(t) for t in map(tmpdir, seen) if Path(t).name.startswith("bnnt-")}
-    assert short, f"no child runs in a /tmp/bnnt-* folder: {[tmpdir(p) for p in seen]}"
+    # this grader's short-path folder, named in its kernels' command lines (other test workers make their own;
+    # a forked nbgrader's /proc environ is its fork server's, so its TMPDIR is not read there)
+    short = {Path(found) for p in seen for found in re.findall(r"/tmp/bnnt-[^/\s]+", " ".join(command(p)))}
+    assert short, f"no child names a /tmp/bnnt-* folder: {[command(p) for p in seen]}"
     grader.send_signal(signal.SIGTERM)
     _, err = grader.communicate(timeout=120)
     assert grader.returncode == 130, err
@@ -552,3 +548,57 @@ def test_a_terminated_autograde_leaves_no_file_process_or_grade(tmp_path):
     assert not left, f"temporary files left: {left}"
     rows = {r["student"]: r for r in grading.scores(root)}
     assert all(rows[s]["status"] == "not run" and rows[s]["score"] is None for s in ("ann", "bob", "cid")), rows
+
+
+#: appended to a course's nbgrader config: nbgrader reports, in the file $REPORT, what its process is
+REPORT_CONFIG = '''
+import json as _json, os as _os, sys as _sys, tempfile as _tempfile, time as _time
+if _os.environ.get("REPORT"):
+    with open(_os.environ["REPORT"], "w") as _f:
+        _json.dump({"cwd": _os.getcwd(), "group": _os.getpgid(0) == _os.getpid(), "session": _os.getsid(0),
+                    "tmp": _tempfile.gettempdir(), "path0": _sys.path[0], "marker": _os.environ.get("MARKER"),
+                    "stdin": _sys.stdin.read(), "argv": _sys.argv}, _f)
+    print("to stdout"); print("to stderr", file=_sys.stderr)
+if _os.environ.get("HANG"):
+    _time.sleep(120)
+'''
+
+
+@pytest.mark.parametrize("forked", [True, False], ids=["forked", "new-process"])
+def test_nbgrader_forked_by_the_server_is_what_a_new_process_would_be(tmp_path, monkeypatch, forked):
+    """The fork server's nbgrader (and, where there is no fork, a new process): the course folder as working
+    folder and first import path, the caller's environment (TMPDIR, the variables it adds), its own process
+    group and session, no stdin, its exit status and both streams; past its timeout it and its group end."""
+    import time
+
+    import psutil
+
+    from bnn_teach.grading import nbgrader_main
+
+    if forked:
+        assert nbgrader_main.server() is not None, "started here, before TMPDIR changes"
+    else:
+        monkeypatch.setattr(nbgrader_main, "server", lambda: None)
+    root = make_course(tmp_path, [])
+    config = root / "course" / "nbgrader_config.py"
+    config.write_text(config.read_text() + REPORT_CONFIG)
+    (tmp_path / "tmp").mkdir()
+    report = tmp_path / "report.json"
+    monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
+    done = grading._nbgrader(["db", "student", "list"], root, env={"REPORT": str(report), "MARKER": "m"})
+    seen = json.loads(report.read_text())
+    assert done.returncode == 0 and "to stdout" in done.stdout and "to stderr" in done.stderr, done
+    assert seen == {"cwd": str(root / "course"), "group": True, "session": seen["session"],
+                    "tmp": str(tmp_path / "tmp"), "path0": str(root / "course"), "marker": "m", "stdin": "",
+                    "argv": ["nbgrader", "db", "student", "list"]}
+    assert seen["session"] != os.getsid(0), "a session of its own"
+    failed = grading._nbgrader(["db", "student", "remove", "nobody"], root)
+    assert failed.returncode != 0 and "nobody" in failed.stdout + failed.stderr, failed
+
+    start = time.monotonic()
+    with pytest.raises(subprocess.TimeoutExpired):
+        grading._nbgrader(["db", "student", "list"], root, timeout=3, env={"HANG": "1", "REPORT": str(report)})
+    assert time.monotonic() - start < 30, "ended at its timeout, not when it finished"
+    hung = json.loads(report.read_text())
+    assert not psutil.pid_exists(hung["session"]) or psutil.Process(hung["session"]).status() == "zombie"
+    assert not grading._RUNNING, "nothing is left in the grader's list of running nbgraders"

@@ -123,26 +123,43 @@ def assignments_of(root: Path) -> list[str]:
 
 def _nbgrader(args: list[str], root: Path, timeout: float | None = None,
               env: dict | None = None) -> subprocess.CompletedProcess:
-    """``nbgrader ARGS`` in ``root/course`` with the course config pointed at ``root``; the interpreter's
-    ``bin`` goes first on PATH (nbgrader upgrades an old gradebook with ``alembic``, a command); torch and BLAS
-    on one thread. nbgrader runs as :mod:`bnn_teach.grading.nbgrader_main` starts it (the same, sooner)."""
+    """``nbgrader ARGS`` in ``root/course`` with the course config pointed at ``root``, in its own process
+    group; the interpreter's ``bin`` goes first on PATH (nbgrader upgrades an old gradebook with ``alembic``, a
+    command); torch and BLAS on one thread. nbgrader runs as :mod:`bnn_teach.grading.nbgrader_main` starts it
+    (the same, sooner: forked by this process's nbgrader server where there is one)."""
+    from bnn_teach.grading import nbgrader_main
     from bnn_teach.grading.execute import ONE_THREAD
 
     env = {**os.environ, **ONE_THREAD, **(env or {}), "BNN_TEACH_COURSE_ROOT": str(root),
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     command = [sys.executable, "-m", "bnn_teach.grading.nbgrader_main", *args]
-    with subprocess.Popen(command, cwd=root / "course", env=env, text=True, stdout=subprocess.PIPE,
-                          stderr=subprocess.PIPE, start_new_session=True) as process:
-        _RUNNING.add(process)
+    server = nbgrader_main.server()
+    if server is None:
+        with subprocess.Popen(command, cwd=root / "course", env=env, text=True, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, start_new_session=True) as process:
+            _RUNNING.add(process)
+            try:
+                stdout, stderr = process.communicate(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                _end_group(process)
+                process.communicate()
+                raise
+            finally:
+                _RUNNING.discard(process)
+        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+    with tempfile.TemporaryDirectory(prefix="bnn-teach-nbgrader-") as streams:
+        out, err = Path(streams) / "stdout", Path(streams) / "stderr"
+        child = server.start(args, root / "course", env, out, err)
+        _RUNNING.add(child)
         try:
-            stdout, stderr = process.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            _end_group(process)
-            process.communicate()
-            raise
+            if not child.wait(timeout):
+                _end_group(child)
+                child.wait()
+                raise subprocess.TimeoutExpired(command, timeout)
         finally:
-            _RUNNING.discard(process)
-    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
+            _RUNNING.discard(child)
+        read = [path.read_text(errors="replace") if path.exists() else "" for path in (out, err)]
+        return subprocess.CompletedProcess(command, child.returncode, *read)
 
 
 _RUNNING: set = set()  # the nbgrader processes running now (each leads a process group)
@@ -155,7 +172,10 @@ def _end_group(process, grace: float = 5.0) -> None:
 
     for sig in (signal.SIGTERM, signal.SIGKILL):
         with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(process.pid, sig)
+            try:
+                os.killpg(process.pid, sig)
+            except ProcessLookupError:  # a forked nbgrader that has not yet made its own group
+                os.kill(process.pid, sig)
         deadline = time.monotonic() + grace
         while process.poll() is None and time.monotonic() < deadline:
             time.sleep(0.05)
