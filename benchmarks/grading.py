@@ -11,6 +11,10 @@ nbgrader in a subprocess, kernels on one thread under GuardedExecute's limits):
     python benchmarks/grading.py sandbox [-n 3]    what the sandbox and the verdicts cost one submission: the
                                                    same submission graded with and without the sandbox, in
                                                    turns, on one job; the probes' CPU beside the test cells'
+    python benchmarks/grading.py nbgrader [-n 10]  what starting nbgrader costs one run (`nbgrader db student
+                                                   list` on a course): forked by the grader's nbgrader server
+                                                   and as a new process, in turns (target: forked at least
+                                                   3 times cheaper in CPU)
 
 Each prints a table and exits 1 when its target is missed. Tests never time anything; this is where the
 numbers come from (benchmarks/README.md).
@@ -168,12 +172,70 @@ def sandbox_cost(names, rounds: int) -> int:
     return 0 if ok else 1
 
 
+def nbgrader_start(rounds: int) -> int:
+    """CPU and wall seconds of one short nbgrader run, forked by the server and started as a new process."""
+    import statistics
+
+    import psutil
+
+    from bnn_teach.grading import nbgrader_main
+
+    def cpu(times) -> float:
+        return times.children_user + times.children_system
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = make_course(Path(tmp), [])
+        server = nbgrader_main.server()
+        assert grading._nbgrader(["db", "student", "list"], root).returncode == 0  # the gradebook, made once
+        runs = {"forked": [], "new process": []}
+        for _ in range(rounds):
+            for way in runs:
+                if way == "forked":
+                    process = psutil.Process(server.process.pid)
+                    start_cpu = cpu(process.cpu_times())
+                else:
+                    process = psutil.Process()
+                    start_cpu = cpu(process.cpu_times())
+                wall = time.perf_counter()
+                if way == "forked":
+                    done = grading._nbgrader(["db", "student", "list"], root)
+                else:
+                    with _no_server(nbgrader_main):
+                        done = grading._nbgrader(["db", "student", "list"], root)
+                assert done.returncode == 0, done.stderr
+                runs[way].append({"wall": time.perf_counter() - wall, "cpu": cpu(process.cpu_times()) - start_cpu})
+        server_start = sum(psutil.Process(server.process.pid).cpu_times()[:2])
+    median = {way: {key: statistics.median(r[key] for r in rows) for key in ("cpu", "wall")}
+              for way, rows in runs.items()}
+    print(f"`nbgrader db student list`, {rounds} rounds in turns (medians):")
+    print(f"{'':>12} {'CPU s':>7} {'wall s':>7}")
+    for way, row in median.items():
+        print(f"{way:>12} {row['cpu']:7.3f} {row['wall']:7.3f}")
+    ratio = median["new process"]["cpu"] / median["forked"]["cpu"]
+    print(f"forked: {ratio:.1f}x less CPU a run; the server's own imports, once per grading process: "
+          f"{server_start:.2f} s of CPU")
+    return 0 if ratio >= 3 else 1
+
+
+class _no_server:
+    """Within the block, nbgrader starts as a new process (the path where there is no fork)."""
+
+    def __init__(self, module):
+        self.module, self.kept = module, module.server
+
+    def __enter__(self):
+        self.module.server = lambda: None
+
+    def __exit__(self, *exc):
+        self.module.server = self.kept
+
+
 def main(argv=None) -> int:
     names = sorted(p.name for p in (ROOT / "solutions").iterdir() if p.is_dir())
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("what", choices=["cells", "loaded", "class", "sandbox"], nargs="?", default="cells")
-    parser.add_argument("-n", type=int, default=None, help="class: submissions (default 20); sandbox: rounds "
-                                                           "(default 3)")
+    parser.add_argument("what", choices=["cells", "loaded", "class", "sandbox", "nbgrader"], nargs="?", default="cells")
+    parser.add_argument("-n", type=int, default=None, help="class: submissions (default 20); sandbox, nbgrader: "
+                                                           "rounds (default 3, 10)")
     parser.add_argument("--assignment", default=None, help="class: which assignment (default A1_reparam_kl); "
                                                          "sandbox: one assignment (default: all)")
     parser.add_argument("--jobs", type=int, default=None, help="autograde --jobs (default: the cores)")
@@ -184,6 +246,8 @@ def main(argv=None) -> int:
         return cells(names)
     if args.what == "loaded":
         return loaded(names, args.hogs, args.per_assignment, args.jobs)
+    if args.what == "nbgrader":
+        return nbgrader_start(args.n or 10)
     if args.what == "sandbox":
         return sandbox_cost([args.assignment] if args.assignment else names, args.n or 3)
     return a_class(args.assignment or "A1_reparam_kl", args.n or 20, args.jobs)
