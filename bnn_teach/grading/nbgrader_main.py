@@ -9,7 +9,7 @@
 * nbgrader's own imports (1.5 to 2 s of CPU in every run): :func:`run` does not start a new interpreter for
   each run but asks a server (one per grading process, :func:`serve`) that imported them once to fork a
   child. The child is what a new ``nbgrader`` process would be: its own session (process group), working
-  folder, environment, standard streams (files) and exit status. Where ``os.fork`` is missing, a new process.
+  folder, environment, standard streams (files) and exit status. Off Linux, a new process.
 """
 import json
 import os
@@ -218,9 +218,10 @@ _SERVER_LOCK = threading.Lock()
 
 
 def server() -> Server | None:
-    """This process's fork server, started on first use (again if it stopped); None where there is no fork."""
+    """This process's fork server, started on first use (again if it stopped); None off Linux (no fork on
+    Windows; on macOS a forked process may not use every system library, so Python itself spawns there)."""
     global _SERVER
-    if not hasattr(os, "fork"):
+    if not sys.platform.startswith("linux"):
         return None
     with _SERVER_LOCK:
         if _SERVER is None or not _SERVER.alive():
