@@ -602,3 +602,36 @@ def test_nbgrader_forked_by_the_server_is_what_a_new_process_would_be(tmp_path, 
     hung = json.loads(report.read_text())
     assert not psutil.pid_exists(hung["session"]) or psutil.Process(hung["session"]).status() == "zombie"
     assert not grading._RUNNING, "nothing is left in the grader's list of running nbgraders"
+
+
+def test_a_killed_grader_takes_its_nbgrader_server_and_their_runs_with_it(tmp_path):
+    """A grading process killed outright (SIGKILL, no clean-up of its own): its nbgrader server sees its input
+    close and ends, and so does the nbgrader run it had forked (which otherwise would run on, orphaned)."""
+    import signal
+    import time
+
+    import psutil
+
+    from bnn_teach.grading import nbgrader_main
+
+    if nbgrader_main.server() is None:
+        pytest.skip("nbgrader runs as a new process here (no fork server off Linux)")
+    root = make_course(tmp_path, [])
+    config = root / "course" / "nbgrader_config.py"
+    config.write_text(config.read_text() + REPORT_CONFIG)
+    report = tmp_path / "report.json"
+    script = ("from pathlib import Path\nfrom bnn_teach import grading\n"
+              f"grading._nbgrader(['db', 'student', 'list'], Path({str(root)!r}), "
+              f"env={{'HANG': '1', 'REPORT': {str(report)!r}}})\n")
+    grader = subprocess.Popen([sys.executable, "-c", script])
+    deadline = time.monotonic() + 120
+    while not report.exists() and time.monotonic() < deadline and grader.poll() is None:
+        time.sleep(0.2)
+    time.sleep(0.5)  # the report is written whole
+    run = psutil.Process(json.loads(report.read_text())["session"])
+    server = [p for p in psutil.Process(grader.pid).children() if "serve()" in " ".join(p.cmdline())]
+    assert len(server) == 1 and run.ppid() == server[0].pid, "nbgrader was forked by the grader's server"
+    grader.send_signal(signal.SIGKILL)
+    grader.wait()
+    _, alive = psutil.wait_procs([*server, run], timeout=15)
+    assert not alive, f"left running after the grader was killed: {[p.cmdline() for p in alive]}"
