@@ -604,9 +604,11 @@ def test_nbgrader_forked_by_the_server_is_what_a_new_process_would_be(tmp_path, 
     assert not grading._RUNNING, "nothing is left in the grader's list of running nbgraders"
 
 
-def test_a_killed_grader_takes_its_nbgrader_server_and_their_runs_with_it(tmp_path):
+@pytest.mark.parametrize("killed", ["grader", "server"])
+def test_a_killed_grader_takes_its_nbgrader_server_and_their_runs_with_it(tmp_path, killed):
     """A grading process killed outright (SIGKILL, no clean-up of its own): its nbgrader server sees its input
-    close and ends, and so does the nbgrader run it had forked (which otherwise would run on, orphaned)."""
+    close and ends, and so does the nbgrader run it had forked (which otherwise would run on, orphaned). A server
+    sent SIGTERM ends its runs too, and the grader waiting on one goes on."""
     import signal
     import time
 
@@ -631,7 +633,10 @@ def test_a_killed_grader_takes_its_nbgrader_server_and_their_runs_with_it(tmp_pa
     run = psutil.Process(json.loads(report.read_text())["session"])
     server = [p for p in psutil.Process(grader.pid).children() if "serve()" in " ".join(p.cmdline())]
     assert len(server) == 1 and run.ppid() == server[0].pid, "nbgrader was forked by the grader's server"
-    grader.send_signal(signal.SIGKILL)
-    grader.wait()
+    if killed == "grader":
+        grader.send_signal(signal.SIGKILL)
+    else:
+        server[0].send_signal(signal.SIGTERM)
+    assert grader.wait(timeout=30) == (-signal.SIGKILL if killed == "grader" else 0)
     _, alive = psutil.wait_procs([*server, run], timeout=15)
-    assert not alive, f"left running after the grader was killed: {[p.cmdline() for p in alive]}"
+    assert not alive, f"left running after the {killed} was killed: {[p.cmdline() for p in alive]}"

@@ -96,13 +96,14 @@ def _child(request: dict) -> None:
 
 
 def serve() -> None:
-    """The fork server (:class:`Server` starts it): import nbgrader once, then fork
-    one child per request. When its stdin closes (the grading process ended), it ends its children's process
-    groups and exits."""
+    """The fork server (:class:`Server` starts it): import nbgrader once, then fork one child per request.
+    When its stdin closes (the grading process ended, however), its answers cannot be written, or it is sent
+    SIGTERM, it kills its children's process groups and exits."""
     import select
     import signal
 
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the grading process's to handle
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(0))  # as the end of its input
     if sys.path and sys.path[0] in ("", os.getcwd()):
         del sys.path[0]  # nothing is imported from wherever the server was started
     _prepare()
@@ -114,34 +115,40 @@ def serve() -> None:
         sys.stdout.write(json.dumps(message) + "\n")
         sys.stdout.flush()  # nothing buffered is left for a child to inherit
 
-    while True:
-        if select.select([inbox], [], [], 0.1)[0]:
-            chunk = os.read(inbox, 1 << 16)
-            if not chunk:
-                break
-            pending += chunk
-            while b"\n" in pending:
-                line, pending = pending.split(b"\n", 1)
-                request = json.loads(line)
-                pid = os.fork()
+    try:
+        while True:
+            if select.select([inbox], [], [], 0.1)[0]:
+                chunk = os.read(inbox, 1 << 16)
+                if not chunk:
+                    break
+                pending += chunk
+                while b"\n" in pending:
+                    line, pending = pending.split(b"\n", 1)
+                    request = json.loads(line)
+                    pid = os.fork()
+                    if pid == 0:
+                        _child(request)
+                    children[pid] = request["id"]
+                    say({"id": request["id"], "pid": pid})
+            while children:
+                try:
+                    pid, status = os.waitpid(-1, os.WNOHANG)
+                except ChildProcessError:
+                    break
                 if pid == 0:
-                    _child(request)
-                children[pid] = request["id"]
-                say({"id": request["id"], "pid": pid})
-        while children:
-            try:
-                pid, status = os.waitpid(-1, os.WNOHANG)
-            except ChildProcessError:
-                break
-            if pid == 0:
-                break
-            if pid in children:
-                say({"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
-    for pid in children:
-        try:
-            os.killpg(pid, signal.SIGKILL)
-        except OSError:
-            pass
+                    break
+                if pid in children:
+                    say({"id": children.pop(pid), "exit": os.waitstatus_to_exitcode(status)})
+    except (BrokenPipeError, SystemExit):  # the grading process is gone, or the server is asked to stop
+        pass
+    finally:
+        for pid in children:
+            for kill in (os.killpg, os.kill):  # os.kill: a child that has not yet made its own group
+                try:
+                    kill(pid, signal.SIGKILL)
+                    break
+                except OSError:
+                    pass
 
 
 class Child:
