@@ -10,11 +10,12 @@ way, and their ratio; exits 1 when the copy is not at least 3 times faster (CPU)
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+
+from timing import cpu_wall_medians
 
 LOAD = """
 import json, time
@@ -51,12 +52,8 @@ def main(argv=None) -> int:
             runs["from the copy"].append(load_once(kept))  # the first round makes the copy
             print(f"round {number + 1}/{args.rounds}", file=sys.stderr)
         runs["from the copy"] = runs["from the copy"][1:] or runs["from the copy"]
-    median = {way: {key: statistics.median(r[key] for r in rows) for key in ("cpu", "wall")}
-              for way, rows in runs.items()}
-    print(f"load_mnist('train', subset=3000) in a new process ({runs['from the .gz'][0]['source']}):")
-    print(f"{'':>16} {'CPU s':>7} {'wall s':>7}")
-    for way, row in median.items():
-        print(f"{way:>16} {row['cpu']:7.3f} {row['wall']:7.3f}")
+    median = cpu_wall_medians(f"load_mnist('train', subset=3000) in a new process "
+                              f"({runs['from the .gz'][0]['source']}):", runs)
     ratio = median["from the .gz"]["cpu"] / median["from the copy"]["cpu"]
     print(f"the copy is {ratio:.1f} times faster (CPU); target: at least 3")
     return 0 if ratio >= 3 else 1

@@ -32,6 +32,8 @@ import nbformat
 
 from bnn_teach import grading
 
+from timing import cpu_wall_medians
+
 ROOT = Path(__file__).resolve().parents[1]
 CELL_BUDGET = 10.0  # CPU seconds of one core, each test cell
 
@@ -174,8 +176,6 @@ def sandbox_cost(names, rounds: int) -> int:
 
 def nbgrader_start(rounds: int) -> int:
     """CPU and wall seconds of one short nbgrader run, forked by the server and started as a new process."""
-    import statistics
-
     import psutil
 
     from bnn_teach.grading import nbgrader_main
@@ -205,12 +205,7 @@ def nbgrader_start(rounds: int) -> int:
                 assert done.returncode == 0, done.stderr
                 runs[way].append({"wall": time.perf_counter() - wall, "cpu": cpu(process.cpu_times()) - start_cpu})
         server_start = sum(psutil.Process(server.process.pid).cpu_times()[:2])
-    median = {way: {key: statistics.median(r[key] for r in rows) for key in ("cpu", "wall")}
-              for way, rows in runs.items()}
-    print(f"`nbgrader db student list`, {rounds} rounds in turns (medians):")
-    print(f"{'':>12} {'CPU s':>7} {'wall s':>7}")
-    for way, row in median.items():
-        print(f"{way:>12} {row['cpu']:7.3f} {row['wall']:7.3f}")
+    median = cpu_wall_medians(f"`nbgrader db student list`, {rounds} rounds in turns (medians):", runs)
     ratio = median["new process"]["cpu"] / median["forked"]["cpu"]
     print(f"forked: {ratio:.1f}x less CPU a run; the server's own imports, once per grading process: "
           f"{server_start:.2f} s of CPU")

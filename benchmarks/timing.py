@@ -39,3 +39,16 @@ def interleaved(calls: dict, repeats: int, inner: int, warmup: int = 5) -> dict:
     base = next(iter(calls))
     return {name: (statistics.median(r[name] for r in rounds), statistics.median(r[name] / r[base] for r in rounds))
             for name in calls}
+
+
+def cpu_wall_medians(title: str, runs: dict) -> dict:
+    """Print, under ``title``, the median CPU and wall seconds of each way's runs (way -> list of
+    ``{"cpu": s, "wall": s}``, measured in turns); returns way -> those medians."""
+    median = {way: {key: statistics.median(r[key] for r in rows) for key in ("cpu", "wall")}
+              for way, rows in runs.items()}
+    width = max(len(way) for way in median)
+    print(title)
+    print(f"{'':>{width}} {'CPU s':>7} {'wall s':>7}")
+    for way, row in median.items():
+        print(f"{way:>{width}} {row['cpu']:7.3f} {row['wall']:7.3f}")
+    return median
