@@ -640,3 +640,18 @@ def test_a_killed_grader_takes_its_nbgrader_server_and_their_runs_with_it(tmp_pa
     assert grader.wait(timeout=30) == (-signal.SIGKILL if killed == "grader" else 0)
     _, alive = psutil.wait_procs([*server, run], timeout=15)
     assert not alive, f"left running after the {killed} was killed: {[p.cmdline() for p in alive]}"
+
+
+def test_an_nbgrader_that_cannot_start_says_why(tmp_path, monkeypatch):
+    """A broken installation stops the nbgrader server as it imports; the run is then tried as a new process,
+    whose error names what is broken (not "the server stopped")."""
+    from bnn_teach.grading import nbgrader_main
+
+    broken = tmp_path / "site" / "nbclient"
+    broken.mkdir(parents=True)
+    (broken / "__init__.py").write_text('raise ImportError("nbclient is broken in this test")\n')
+    monkeypatch.setenv("PYTHONPATH", str(broken.parent))
+    monkeypatch.setattr(nbgrader_main, "_SERVER", None)  # a new server, started with the broken path
+    root = make_course(tmp_path, [])
+    done = grading._nbgrader(["db", "student", "list"], root)
+    assert done.returncode != 0 and "nbclient is broken in this test" in done.stderr, done

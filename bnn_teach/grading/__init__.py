@@ -134,32 +134,36 @@ def _nbgrader(args: list[str], root: Path, timeout: float | None = None,
            "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])}
     command = [sys.executable, "-m", "bnn_teach.grading.nbgrader_main", *args]
     server = nbgrader_main.server()
-    if server is None:
-        with subprocess.Popen(command, cwd=root / "course", env=env, text=True, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, start_new_session=True) as process:
-            _RUNNING.add(process)
+    if server is not None:
+        with tempfile.TemporaryDirectory(prefix="bnn-teach-nbgrader-") as streams:
+            out, err = Path(streams) / "stdout", Path(streams) / "stderr"
             try:
-                stdout, stderr = process.communicate(timeout=timeout)
-            except subprocess.TimeoutExpired:
-                _end_group(process)
-                process.communicate()
-                raise
-            finally:
-                _RUNNING.discard(process)
-        return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
-    with tempfile.TemporaryDirectory(prefix="bnn-teach-nbgrader-") as streams:
-        out, err = Path(streams) / "stdout", Path(streams) / "stderr"
-        child = server.start(args, root / "course", env, out, err)
-        _RUNNING.add(child)
+                child = server.start(args, root / "course", env, out, err)
+            except (RuntimeError, OSError):  # the server died (its error is on stderr): a new process says why
+                child = None
+            if child is not None:
+                _RUNNING.add(child)
+                try:
+                    if not child.wait(timeout):
+                        _end_group(child)
+                        child.wait()
+                        raise subprocess.TimeoutExpired(command, timeout)
+                finally:
+                    _RUNNING.discard(child)
+                read = [path.read_text(errors="replace") if path.exists() else "" for path in (out, err)]
+                return subprocess.CompletedProcess(command, child.returncode, *read)
+    with subprocess.Popen(command, cwd=root / "course", env=env, text=True, stdout=subprocess.PIPE,
+                          stderr=subprocess.PIPE, start_new_session=True) as process:
+        _RUNNING.add(process)
         try:
-            if not child.wait(timeout):
-                _end_group(child)
-                child.wait()
-                raise subprocess.TimeoutExpired(command, timeout)
+            stdout, stderr = process.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _end_group(process)
+            process.communicate()
+            raise
         finally:
-            _RUNNING.discard(child)
-        read = [path.read_text(errors="replace") if path.exists() else "" for path in (out, err)]
-        return subprocess.CompletedProcess(command, child.returncode, *read)
+            _RUNNING.discard(process)
+    return subprocess.CompletedProcess(command, process.returncode, stdout, stderr)
 
 
 _RUNNING: set = set()  # the nbgrader processes running now (each leads a process group)
