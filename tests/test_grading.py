@@ -559,6 +559,8 @@ if _os.environ.get("REPORT"):
                     "tmp": _tempfile.gettempdir(), "path0": _sys.path[0], "marker": _os.environ.get("MARKER"),
                     "stdin": _sys.stdin.read(), "argv": _sys.argv}, _f)
     print("to stdout"); print("to stderr", file=_sys.stderr)
+    import atexit as _atexit
+    _atexit.register(lambda: open(_os.environ["REPORT"] + ".atexit", "w").close())
 if _os.environ.get("HANG"):
     _time.sleep(120)
 '''
@@ -568,7 +570,8 @@ if _os.environ.get("HANG"):
 def test_nbgrader_forked_by_the_server_is_what_a_new_process_would_be(tmp_path, monkeypatch, forked):
     """The fork server's nbgrader (and, where there is no fork, a new process): the course folder as working
     folder and first import path, the caller's environment (TMPDIR, the variables it adds), its own process
-    group and session, no stdin, its exit status and both streams; past its timeout it and its group end."""
+    group and session, no stdin, its exit status and both streams, its atexit hooks run; past its timeout it and its
+    group end."""
     import time
 
     import psutil
@@ -592,6 +595,7 @@ def test_nbgrader_forked_by_the_server_is_what_a_new_process_would_be(tmp_path, 
                     "tmp": str(tmp_path / "tmp"), "path0": str(root / "course"), "marker": "m", "stdin": "",
                     "argv": ["nbgrader", "db", "student", "list"]}
     assert seen["session"] != os.getsid(0), "a session of its own"
+    assert Path(f"{report}.atexit").exists(), "its atexit hooks ran as it exited"
     failed = grading._nbgrader(["db", "student", "remove", "nobody"], root)
     assert failed.returncode != 0 and "nobody" in failed.stdout + failed.stderr, failed
 

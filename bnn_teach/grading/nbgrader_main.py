@@ -86,7 +86,17 @@ def _child(request: dict) -> None:
                 print(exit_.code, file=sys.stderr)
     except BaseException:
         traceback.print_exc()
-    finally:
+    finally:  # what the interpreter does at exit: wait for the threads, run the atexit hooks (nbclient's
+        try:  # stops a kernel still running), flush; then exit without returning into the server's loop
+            import atexit
+            import threading
+
+            for thread in threading.enumerate():
+                if thread is not threading.current_thread() and not thread.daemon:
+                    thread.join()
+            atexit._run_exitfuncs()
+        except BaseException:
+            traceback.print_exc()
         for stream in (sys.stdout, sys.stderr):
             try:
                 stream.flush()
