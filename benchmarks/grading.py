@@ -176,53 +176,37 @@ def sandbox_cost(names, rounds: int) -> int:
 
 def nbgrader_start(rounds: int) -> int:
     """CPU and wall seconds of one short nbgrader run, forked by the server and started as a new process."""
+    import contextlib
+    from unittest import mock
+
     import psutil
 
     from bnn_teach.grading import nbgrader_main
 
-    def cpu(times) -> float:
+    def cpu(process) -> float:  # of its children that ended: the nbgrader runs
+        times = process.cpu_times()
         return times.children_user + times.children_system
 
     with tempfile.TemporaryDirectory() as tmp:
         root = make_course(Path(tmp), [])
         server = nbgrader_main.server()
         assert grading._nbgrader(["db", "student", "list"], root).returncode == 0  # the gradebook, made once
-        runs = {"forked": [], "new process": []}
+        ways = {"forked": (psutil.Process(server.process.pid), contextlib.nullcontext),
+                "new process": (psutil.Process(), lambda: mock.patch.object(nbgrader_main, "server", lambda: None))}
+        runs = {way: [] for way in ways}
         for _ in range(rounds):
-            for way in runs:
-                if way == "forked":
-                    process = psutil.Process(server.process.pid)
-                    start_cpu = cpu(process.cpu_times())
-                else:
-                    process = psutil.Process()
-                    start_cpu = cpu(process.cpu_times())
-                wall = time.perf_counter()
-                if way == "forked":
+            for way, (parent, context) in ways.items():
+                start_cpu, wall = cpu(parent), time.perf_counter()
+                with context():
                     done = grading._nbgrader(["db", "student", "list"], root)
-                else:
-                    with _no_server(nbgrader_main):
-                        done = grading._nbgrader(["db", "student", "list"], root)
                 assert done.returncode == 0, done.stderr
-                runs[way].append({"wall": time.perf_counter() - wall, "cpu": cpu(process.cpu_times()) - start_cpu})
+                runs[way].append({"wall": time.perf_counter() - wall, "cpu": cpu(parent) - start_cpu})
         server_start = sum(psutil.Process(server.process.pid).cpu_times()[:2])
     median = cpu_wall_medians(f"`nbgrader db student list`, {rounds} rounds in turns (medians):", runs)
     ratio = median["new process"]["cpu"] / median["forked"]["cpu"]
     print(f"forked: {ratio:.1f}x less CPU a run; the server's own imports, once per grading process: "
           f"{server_start:.2f} s of CPU")
     return 0 if ratio >= 3 else 1
-
-
-class _no_server:
-    """Within the block, nbgrader starts as a new process (the path where there is no fork)."""
-
-    def __init__(self, module):
-        self.module, self.kept = module, module.server
-
-    def __enter__(self):
-        self.module.server = lambda: None
-
-    def __exit__(self, *exc):
-        self.module.server = self.kept
 
 
 def main(argv=None) -> int:

@@ -6,9 +6,9 @@
 * A new gradebook records the version of nbgrader's database schema, which nbgrader asks of a second process
   (``alembic heads``, about 2 s); :func:`schema_head` reads the same version from nbgrader's migration scripts
   in this process (0.06 s).
-* nbgrader's own imports (1.5 to 2 s of CPU in every run): :func:`run` does not start a new interpreter for
-  each run but asks a server (one per grading process, :func:`serve`) that imported them once to fork a
-  child. The child is what a new ``nbgrader`` process would be: its own session (process group), working
+* nbgrader's own imports (1.5 to 2 s of CPU in every run): the course's grading commands do not start a new
+  interpreter for each run but ask a server (one per grading process, :func:`server`) that imported them once
+  to fork a child. The child is what a new ``nbgrader`` process would be: its own session (process group), working
   folder, environment, standard streams (files) and exit status. Off Linux, a new process.
 """
 import json
@@ -74,10 +74,8 @@ def _child(request: dict) -> None:
             os.dup2(opened, fd)
             os.close(opened)
         sys.argv = ["nbgrader", *request["args"]]
-        from nbgrader.apps.nbgraderapp import main as nbgrader_main
-
         try:
-            nbgrader_main()
+            main()
             code = 0
         except SystemExit as exit_:
             if exit_.code is None or isinstance(exit_.code, int):
@@ -208,7 +206,7 @@ class Server:
         with self.lock:  # the server is gone: nothing it ran will answer
             stranded, self.children = list(self.children.values()), {}
         for child in stranded:
-            child.returncode = -9 if child.returncode is None else child.returncode
+            child.returncode = -9  # as if killed: no exit status came
             child.forked.set()
             child.ended.set()
 
