@@ -264,6 +264,14 @@ def cells_without_figures(notebook) -> list[int]:
     return missing
 
 
+def cells_showing_a_repr(notebook) -> list[int]:
+    """The 1-based numbers of the code cells whose value is a matplotlib object's repr (``Text(...)``,
+    ``<matplotlib...>``): a drawing call left as the cell's last line, noise a student should not see."""
+    return [number for number, cell in enumerate(notebook.cells, 1) if cell.cell_type == "code"
+            for output in cell.get("outputs", []) if output.get("output_type") == "execute_result"
+            and output["data"].get("text/plain", "").lstrip("[").startswith(("Text(", "<matplotlib"))]
+
+
 def run_notebooks(targets=None, fast: bool = False, timeout: int = 600, progress: bool = True,
                   root=None, check_answers: bool = False, save=None) -> list[RunResult]:
     """Execute each notebook of ``targets`` (sources, or ``.ipynb`` files) top to bottom in a fresh ``python3``

@@ -1,7 +1,8 @@
 """The graded path: release, autograde, feedback, scores and the student's check, on a private copy of the course.
 
 For every assignment, in one release and one grading run: the release regenerated from solutions/ matches the
-committed one; the solution gets full marks on every test cell, the blank release zero; each typical mistake of
+committed one; the solution gets full marks on every test cell, runs without an error and shows each figure
+(its only run in the test suite), the blank release zero; each typical mistake of
 tests/grading_fixtures/mistakes.py loses exactly the cells it names (that a second grading gives the same
 scores is checked once, on A1, in test_grade_commands_release_autograde_feedback_scores). Hostile submissions
 are graded without stopping the run or changing anyone else's grade.
@@ -148,6 +149,15 @@ def test_release_from_solutions_then_solution_full_blank_zero_and_each_mistake_l
     assert full.manual == {written.metadata["nbgrader"]["grade_id"]: 2.0}, "left to the instructor, not scored"
     assert all(score == maximum > 0 for score, maximum in full.cells.values()), (full.cells, full.problems)
     assert all(score == 0 for score, _ in results["blank"].cells.values()), results["blank"].cells
+    # the solution as a student meets it (this is where it is run: tests/test_notebooks.py runs the lectures)
+    ran = nbformat.read(root / "course" / "autograded" / "solution" / name / f"{name}.ipynb", as_version=4)
+    errors = [n for n, c in enumerate(ran.cells, 1) if c.cell_type == "code"
+              for o in c.outputs if o.output_type == "error"]
+    assert full.status == "ok" and not errors, f"the solution's cells {errors} raise: {full.problems}"
+    missing = notebooks.cells_without_figures(ran)
+    assert not missing, f"cells {missing} of the solution draw a figure that does not reach the notebook"
+    stray = notebooks.cells_showing_a_repr(ran)
+    assert not stray, f"cells {stray} of the solution show a matplotlib object's repr as their value"
     for mistake, (_, _, _, loses) in mistakes.items():
         lost = {cell for cell, (score, maximum) in results[mistake].cells.items() if score < maximum}
         assert lost == loses, f"{mistake}: lost {sorted(lost)}, expected {sorted(loses)}"

@@ -138,6 +138,9 @@ def test_run_keeps_every_figure_and_saves_the_executed_notebooks(tmp_path, capsy
 
 
 COURSE_SOURCES = notebooks.sources()  # every lectures/*.py and solutions/*.py
+#: The lectures, run here. An assignment's solution is run where it is graded (tests/test_grading.py: full
+#: marks, every figure shown, no stray repr), in the sandbox a student's submission meets.
+LECTURES = [p for p in COURSE_SOURCES if p.parent.name == "lectures"]
 
 
 @pytest.mark.parametrize("source", COURSE_SOURCES, ids=[p.name for p in COURSE_SOURCES])
@@ -150,7 +153,7 @@ def test_notebook_follows_the_skeleton(source):
     assert notebooks.skeleton_problems(source) == []
 
 
-@pytest.mark.parametrize("source", COURSE_SOURCES, ids=[p.name for p in COURSE_SOURCES])
+@pytest.mark.parametrize("source", LECTURES, ids=[p.name for p in LECTURES])
 def test_course_notebook_runs_in_fast_mode_and_its_checks_tell_right_from_wrong(source):
     """Top to bottom in FAST mode; then each check-yourself cell accepts its right answer and refuses
     each typical mistake it names (notebooks.answer_probes)."""
@@ -158,9 +161,7 @@ def test_course_notebook_runs_in_fast_mode_and_its_checks_tell_right_from_wrong(
     assert result.status == "ok", result.error
     missing = notebooks.cells_without_figures(result.notebook)
     assert not missing, f"cells {missing} draw a figure that does not reach the notebook"
-    stray = [number for number, cell in enumerate(result.notebook.cells, 1) if cell.cell_type == "code"
-             for output in cell.outputs if output.get("output_type") == "execute_result"
-             and output["data"].get("text/plain", "").lstrip("[").startswith(("Text(", "<matplotlib"))]
+    stray = notebooks.cells_showing_a_repr(result.notebook)
     assert not stray, f"cells {stray} show a matplotlib object's repr (Text(...), <matplotlib...>) as their value"
 
 
