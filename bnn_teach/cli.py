@@ -83,6 +83,9 @@ def check(course: bool = False, download: bool = False) -> int:
     """Print versions, device and data source; return 0 when ready, 1 when a required piece is missing.
     ``download``: fetch full MNIST into the cache first when it is not found and this machine is online
     (Colab's setup cell asks for it); offline, the embedded subset stays the source."""
+    from bnn_teach.grading.nbgrader_main import without_iri_checker
+
+    without_iri_checker()  # importing jupyterlab for its version then costs 2 s less (of about 6 on a slow core)
     missing = []
     print(f"python       {platform.python_version()} ({sys.executable})")
     for name in REQUIRED + COURSE:
