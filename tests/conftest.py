@@ -27,6 +27,37 @@ def full_mnist_root():
     return None
 
 
+@pytest.fixture(scope="session")
+def executed_lecture(tmp_path_factory):
+    """``executed_lecture(source)``: the lecture run once per test run in FAST mode with its check-yourself
+    answers probed (notebooks.run_notebooks), whichever test asks first; the pytest-xdist workers share the
+    result (a folder beside theirs, a lock per lecture). Returns ``(status, error, path of the executed
+    notebook)``."""
+    import fcntl
+    import json
+
+    from bnn_teach import notebooks
+
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # the run's folder, above every worker's own
+    shared = shared / "executed_lectures"
+    shared.mkdir(exist_ok=True)
+
+    def run(source: Path):
+        record = shared / f"{source.stem}.json"
+        with open(shared / f"{source.stem}.lock", "a+") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            if not record.exists():
+                [result] = notebooks.run_notebooks([source], fast=True, progress=False, check_answers=True,
+                                                   save=shared)
+                record.write_text(json.dumps({"status": result.status, "error": result.error}))
+            done = json.loads(record.read_text())
+        return done["status"], done["error"], shared / f"{source.stem}.ipynb"
+
+    return run
+
+
 @pytest.fixture
 def mnist_root():
     root = full_mnist_root()

@@ -189,17 +189,19 @@ def test_lecture_runs_in_jupyterlab_and_its_slider_redraws_the_picture(server, b
     assert changed > 0.01, f"moving the slider changed only {changed:.2%} of the picture's pixels"
 
 
-def test_the_course_site_lists_every_lecture_and_shows_a_lecture_with_its_figures(browser, tmp_path):
-    """`bnn-teach site` from executed notebooks (here L01 run in FAST mode, the others as committed), opened in
-    the browser: the front page links L00–L08 by title, and L01's page shows its figures, loaded."""
+def test_the_course_site_lists_every_lecture_and_shows_a_lecture_with_its_figures(browser, tmp_path,
+                                                                                    executed_lecture):
+    """`bnn-teach site` from executed notebooks (here L01 run in FAST mode, once for this and the notebook
+    test, the others as committed), opened in the browser: the front page links L00–L08 by title, and L01's
+    page shows its figures, loaded."""
     pytest.importorskip("myst_nb", reason="the site needs myst-nb (pip install 'bnn_teach[site]')")
-    from bnn_teach import notebooks
     from bnn_teach.site import build_site
 
     executed = tmp_path / "executed"
-    [result] = notebooks.run_notebooks([ROOT / "lectures" / "L01_why_bayesian.py"], fast=True, progress=False,
-                                       save=executed)
-    assert result.status == "ok", result.error
+    executed.mkdir()
+    status, error, l01 = executed_lecture(ROOT / "lectures" / "L01_why_bayesian.py")
+    assert status == "ok", error
+    shutil.copy(l01, executed / l01.name)
     for path in (ROOT / "lectures").glob("L0*.ipynb"):
         if not (executed / path.name).exists():
             shutil.copy(path, executed / path.name)
