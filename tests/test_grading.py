@@ -567,7 +567,10 @@ if _os.environ.get("REPORT"):
     with open(_os.environ["REPORT"], "w") as _f:
         _json.dump({"cwd": _os.getcwd(), "group": _os.getpgid(0) == _os.getpid(), "session": _os.getsid(0),
                     "tmp": _tempfile.gettempdir(), "path0": _sys.path[0], "marker": _os.environ.get("MARKER"),
-                    "stdin": _sys.stdin.read(), "argv": _sys.argv}, _f)
+                    "stdin": _sys.stdin.read(), "argv": _sys.argv,
+                    "unloaded": [_m for _m in __import__("bnn_teach.grading.nbgrader_main", fromlist=["_"]).PRELOAD
+                                 if _m not in _sys.modules],
+                    "validators": len(__import__("nbformat.validator", fromlist=["_"]).validators)}, _f)
     print("to stdout"); print("to stderr", file=_sys.stderr)
     import atexit as _atexit
     _atexit.register(lambda: open(_os.environ["REPORT"] + ".atexit", "w").close())
@@ -600,6 +603,9 @@ def test_nbgrader_forked_by_the_server_is_what_a_new_process_would_be(tmp_path, 
     monkeypatch.setenv("TMPDIR", str(tmp_path / "tmp"))
     done = grading._nbgrader(["db", "student", "list"], root, env={"REPORT": str(report), "MARKER": "m"})
     seen = json.loads(report.read_text())
+    unloaded, validators = seen.pop("unloaded"), seen.pop("validators")
+    if forked:  # what a run needs later was imported and compiled once, in the server
+        assert unloaded == [] and validators >= 4, (unloaded, validators)
     assert done.returncode == 0 and "to stdout" in done.stdout and "to stderr" in done.stderr, done
     assert seen == {"cwd": str(root / "course"), "group": True, "session": seen["session"],
                     "tmp": str(tmp_path / "tmp"), "path0": str(root / "course"), "marker": "m", "stdin": "",

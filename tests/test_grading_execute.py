@@ -43,6 +43,42 @@ def test_one_thread_cpu_and_wall_limits_and_the_notebook_goes_on(tmp_path, monke
     assert [r["cell"] for r in json.loads((tmp_path / "log.json").read_text())] == [f"cell {i}" for i in range(1, 6)]
 
 
+def test_a_cell_is_charged_the_cpu_of_the_processes_it_starts(tmp_path):
+    """A cell that sleeps while a grandchild spins is stopped at its CPU limit: the watchdog counts the CPU of
+    every live process below the kernel (walked from /proc/PID/task/TID/children on Linux, as psutil finds them)."""
+    spin = "import time\\nwhile time.process_time() < 6: pass"  # ends by itself after 6 s of its own CPU
+    notebook, log = run([
+        f"import subprocess, sys, time\nsubprocess.Popen(['sh', '-c', sys.executable + ' -c \"{spin}\"'])\n"
+        "time.sleep(60)",
+    ], tmp_path, wall_limit=40)
+    assert log["cell 1"]["event"] == "cpu limit" and log["cell 1"]["cpu"] >= 3, log["cell 1"]
+
+
+def test_descendants_are_those_psutil_finds(monkeypatch):
+    import subprocess
+    import sys
+    import time
+
+    import psutil
+
+    from bnn_teach.grading import execute
+
+    tree = subprocess.Popen(["sh", "-c", f"sh -c 'sleep 5' & {sys.executable} -c 'import time; time.sleep(5)' & wait"])
+    try:
+        time.sleep(1)
+        root = psutil.Process(tree.pid)
+        expected = sorted(p.pid for p in root.children(recursive=True))
+        assert len(expected) >= 3, expected  # a shell, the sleep it started and a python
+        assert sorted(p.pid for p in execute._descendants(root)) == expected
+        monkeypatch.setattr(execute, "_PROC_CHILDREN", False)  # where Linux does not list children
+        assert sorted(p.pid for p in execute._descendants(root)) == expected
+    finally:
+        for p in psutil.Process(tree.pid).children(recursive=True):
+            p.kill()
+        tree.kill()
+        tree.wait()
+
+
 @pytest.mark.parametrize("fault, event", [
     ("import os\nos._exit(3)", "kernel died"),
     ("import os, signal\nos.kill(os.getpid(), signal.SIGKILL)", "kernel died"),

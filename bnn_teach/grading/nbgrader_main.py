@@ -9,7 +9,9 @@
 * nbgrader's own imports (1.5 to 2 s of CPU in every run): the course's grading commands do not start a new
   interpreter for each run but ask a server (one per grading process, :func:`server`) that imported them once
   to fork a child. The child is what a new ``nbgrader`` process would be: its own session (process group), working
-  folder, environment, standard streams (files) and exit status. Off Linux, a new process.
+  folder, environment, standard streams (files) and exit status. Off Linux, a new process. The server also
+  imports what a run imports only once it is under way (:data:`PRELOAD`) and compiles nbformat's notebook
+  validators (:func:`compile_validators`), so that no child repeats either.
 """
 import json
 import os
@@ -17,9 +19,14 @@ import subprocess
 import sys
 import threading
 
-#: the modules every nbgrader run of the course imports (the config imports the course's executor)
+#: the modules every nbgrader run of the course imports (the config imports the course's executor), then those
+#: a run imports once under way: IPython (the kernel spec), the course's verdicts and sandbox, psutil (the CPU
+#: limits), SQLite's dialect (the gradebook), alembic (a new gradebook's schema version), IPython's lexers (the
+#: feedback's highlighting)
 PRELOAD = ("nbgrader.api", "nbgrader.apps.nbgraderapp", "nbgrader.preprocessors", "nbgrader.converters",
-           "nbconvert.exporters", "nbclient", "jupyter_client", "bnn_teach.grading.execute")
+           "nbconvert.exporters", "nbclient", "jupyter_client", "bnn_teach.grading.execute",
+           "IPython.paths", "bnn_teach.grading.verdicts", "bnn_teach.grading.sandbox", "psutil",
+           "sqlalchemy.dialects.sqlite", "alembic.script", "IPython.lib.lexers")
 
 
 def schema_head() -> str:
@@ -28,6 +35,18 @@ def schema_head() -> str:
     from nbgrader.dbutil import ALEMBIC_DIR
 
     return ScriptDirectory(ALEMBIC_DIR).get_current_head()
+
+
+def compile_validators() -> None:
+    """Compile nbformat's validators of v4 notebooks that a grading run uses (minor versions 4, as the course's
+    notebooks are, and the current one, as nbformat's new cells are; strict and relaxed), each compiled on its
+    first use otherwise (a JSON schema turned into Python code, about 0.1 s each)."""
+    import nbformat.v4
+    from nbformat.validator import get_validator
+
+    for minor in sorted({4, nbformat.v4.nbformat_minor}):
+        for relax in (False, True):
+            get_validator(4, minor, relax_add_props=relax)
 
 
 def without_iri_checker() -> None:
@@ -123,6 +142,7 @@ def serve() -> None:
     _prepare()
     for name in PRELOAD:
         __import__(name)
+    compile_validators()
     inbox, children, pending = sys.stdin.buffer.fileno(), {}, b""
 
     def say(message: dict) -> None:
