@@ -55,8 +55,8 @@ def error_output(ename: str, evalue: str) -> NotebookNode:
 
 
 #: Linux lists a process's children in /proc/PID/task/TID/children: reading them walks only the kernel's own
-#: process tree, where psutil's ``children()`` reads the status of every process on the machine (10 ms and more
-#: on a busy grading server, five times a second while a cell runs)
+#: process tree, where psutil's ``children()`` reads the status of every process on the machine, five times a
+#: second while a cell runs (0.4 ms against 1.8 ms with 71 processes; the scan grows with the machine's processes)
 _PROC_CHILDREN = Path(f"/proc/self/task/{os.getpid()}/children").exists()
 
 
